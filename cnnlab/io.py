@@ -9,6 +9,13 @@ from pathlib import Path
 TMP_MARK = ".tmp-"
 
 
+def default_file_mode() -> int:
+    """The permissions a plain ``open(path, "w")`` would give (mkstemp makes files private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def fsync_dir(directory: Path) -> None:
     """Make a rename inside ``directory`` durable (a no-op where directories cannot be opened)."""
     try:
@@ -33,6 +40,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -53,8 +53,8 @@ class LeNet5(nn.Module):
     "lenet5", family="LeNet", paper="LeCun et al., Proc. IEEE 1998", year=1998, input_size=(1, 28, 28),
     num_classes=10,
 )
-def lenet5(*, num_classes: int = 10, in_channels: int = 1, image_size: int = 28) -> LeNet5:
-    """LeNet-5 as in the decks: sigmoid activations and average pooling."""
+def lenet5(*, num_classes: int = 10, in_channels: int = 1, image_size: int = 28, small_input: bool = True) -> LeNet5:
+    """LeNet-5 as in the decks: sigmoid activations and average pooling (``small_input`` is its only form)."""
     return LeNet5(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
 
 
@@ -62,6 +62,6 @@ def lenet5(*, num_classes: int = 10, in_channels: int = 1, image_size: int = 28)
     "lenet5_modern", family="LeNet", paper="LeCun et al., Proc. IEEE 1998 (+ ReLU, max-pool, batch norm)",
     year=1998, input_size=(1, 28, 28), num_classes=10,
 )
-def lenet5_modern(*, num_classes: int = 10, in_channels: int = 1, image_size: int = 28) -> LeNet5:
-    """LeNet-5 with ReLU, max-pooling and batch normalisation."""
+def lenet5_modern(*, num_classes: int = 10, in_channels: int = 1, image_size: int = 28, small_input: bool = True) -> LeNet5:
+    """LeNet-5 with ReLU, max-pooling and batch normalisation (``small_input`` is its only form)."""
     return LeNet5(num_classes=num_classes, in_channels=in_channels, image_size=image_size, modern=True)

@@ -1,0 +1,53 @@
+"""``cnnlab list``: the registered models (family, paper, year, parameters, input size) and datasets."""
+
+from __future__ import annotations
+
+from . import add_verb
+from ..console import human_count, print_json, print_table
+
+
+def register(subparsers) -> None:
+    p = add_verb(subparsers, "list", help="list models and datasets", example="cnnlab list 'resnet*'")
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter on model names")
+    p.add_argument("--datasets", action="store_true", help="list datasets only")
+    p.add_argument("--models", action="store_true", help="list models only")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def parameter_count(name: str) -> int:
+    """Parameters of a model at its default size, counted without allocating memory (meta device)."""
+    import torch
+
+    from ..registry import create_model
+
+    with torch.device("meta"):
+        model = create_model(name)
+    return sum(p.numel() for p in model.parameters())
+
+
+def run(args) -> int:
+    from ..data import DATASETS
+    from ..registry import list_models, model_info
+
+    models = []
+    if not args.datasets:
+        for name in list_models(args.pattern):
+            info = model_info(name)
+            models.append({"name": name, "family": info.family, "paper": info.paper, "year": info.year,
+                           "params": parameter_count(name), "input_size": list(info.input_size),
+                           "top1": info.top1, "top5": info.top5})
+    datasets = [] if args.models else [
+        {"name": s.name, "classes": len(s.class_names), "splits": list(s.files), "description": s.description,
+         "licence": s.licence} for s in DATASETS.values()]
+    if args.json:
+        print_json({"models": models, "datasets": datasets})
+        return 0
+    if models:
+        print_table([(m["name"], m["family"], m["paper"], m["year"], human_count(m["params"]),
+                      "x".join(map(str, m["input_size"]))) for m in models],
+                    ["model", "family", "paper", "year", "params", "input"], title="models", justify_right=["params"])
+    if datasets:
+        print_table([(d["name"], d["classes"], d["description"]) for d in datasets],
+                    ["dataset", "classes", "description"], title="datasets")
+    return 0

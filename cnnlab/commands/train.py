@@ -1,0 +1,57 @@
+"""``cnnlab train``: every field of :class:`~cnnlab.train.config.TrainConfig` is an option."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+from . import add_verb
+from ..console import print_json
+
+
+def register(subparsers) -> None:
+    from ..train.config import RECIPES, TrainConfig
+
+    p = add_verb(subparsers, "train", help="train a model on a dataset (checkpoints every epoch)",
+                 example="cnnlab train lenet5 --data fashion-mnist --recipe textbook --out runs/lenet5")
+    p.add_argument("model_name", nargs="?", metavar="MODEL", help="model name (see 'cnnlab list')")
+    p.add_argument("--recipe", choices=sorted(RECIPES), help="a named starting configuration")
+    p.add_argument("--config", metavar="FILE", help="TOML file of settings (top level or a [train] table)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its folder")
+    p.add_argument("--json", action="store_true", help="print the final result as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "model":
+            continue
+        kind = hints[f.name]
+        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", default=None,
+                       metavar="BOOL" if kind is bool else kind.__name__.upper(),
+                       help=f"{f.metadata.get('help', '')} (default: {f.default!r})")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..train.config import build_config
+    from ..train.trainer import Trainer
+
+    overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
+    if args.model_name:
+        overrides["model"] = args.model_name
+    config = build_config(recipe=args.recipe, file=args.config, overrides=overrides)
+    from ..registry import model_info
+
+    model_info(config.model)  # fail fast on an unknown name, before loading data
+    log = (lambda s: None) if (args.quiet or args.json) else print
+    trainer = Trainer(config, resume=args.resume, progress=not (args.quiet or args.json), log=log)
+    result = trainer.run()
+    summary = {"run_dir": str(result.run_dir), "model": trainer.config.model, "data": trainer.config.data,
+               "epochs": len(result.history), "test_acc": result.final.get("test_acc"),
+               "test_top5": result.final.get("test_top5"), "seconds": round(result.seconds, 2),
+               "train_images_per_second": round(result.train_images_per_second, 1)}
+    if args.json:
+        print_json(summary)
+    elif not args.quiet:
+        print(f"saved {result.run_dir}  test_acc {summary['test_acc']:.4f}  "
+              f"{summary['train_images_per_second']:.0f} train img/s  {summary['seconds']:.1f}s")
+    return 0

@@ -1,0 +1,67 @@
+"""Optimisers and learning-rate schedules, chosen by name from the configuration."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .config import TrainConfig
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """No weight decay on biases and normalisation parameters (1-D tensors), as is standard practice."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    groups = parameter_groups(model, config.weight_decay)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
+                               nesterov=config.nesterov and config.momentum > 0)
+    betas = (config.momentum if config.momentum > 0 else 0.9, 0.999)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=config.lr, betas=betas)
+    return torch.optim.AdamW(groups, lr=config.lr, betas=betas)
+
+
+class LRMultiplier:
+    """The learning-rate multiplier at optimiser step ``t``: linear warm-up, then the schedule.
+
+    ``onecycle`` follows Smith & Topin (2017): warm up over 25% of training (unless a warm-up is
+    given), then anneal on a cosine to 1/1000 of the peak.
+    """
+
+    def __init__(self, config: TrainConfig, steps_per_epoch: int):
+        self.schedule = config.schedule
+        self.total = max(1, config.epochs * steps_per_epoch)
+        warmup = config.warmup_epochs * steps_per_epoch
+        if self.schedule == "onecycle" and warmup == 0:
+            warmup = 0.25 * self.total
+        self.warmup = int(warmup)
+        self.steps_per_epoch = steps_per_epoch
+        self.step_epochs = config.step_epochs
+        self.gamma = config.step_gamma
+
+    def __call__(self, t: int) -> float:
+        if t < self.warmup:
+            return (t + 1) / (self.warmup + 1)
+        if self.schedule == "constant":
+            return 1.0
+        if self.schedule == "step":
+            return self.gamma ** ((t // self.steps_per_epoch) // max(1, self.step_epochs))
+        progress = min(1.0, (t - self.warmup) / max(1, self.total - self.warmup))
+        floor = 1e-3 if self.schedule == "onecycle" else 0.0
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, LRMultiplier(config, steps_per_epoch))
