@@ -167,7 +167,8 @@ def ensure_files(spec: IdxDatasetSpec, data_dir: str | os.PathLike | None = None
     if not missing:
         return folder
     mirrors = list(mirrors) if mirrors is not None else list(spec.mirrors)
-    if download_missing and mirrors:
+    offline = os.environ.get("CNNLAB_OFFLINE", "") not in ("", "0")
+    if download_missing and mirrors and not offline:
         try:
             for name in missing:
                 download(name, mirrors, folder, spec.sha256.get(name))
@@ -175,7 +176,8 @@ def ensure_files(spec: IdxDatasetSpec, data_dir: str | os.PathLike | None = None
         except DownloadError as e:
             reason = f" and could not be downloaded ({e})"
     else:
-        reason = "" if mirrors else " (this dataset has no download mirror)"
+        reason = (" (downloads are off: CNNLAB_OFFLINE is set)" if offline and mirrors
+                  else "" if mirrors else " (this dataset has no download mirror)")
     raise DataError(f"{spec.name}: missing {', '.join(missing)} in {folder}{reason}; put the files there, "
                     f"or point --data-dir / CNNLAB_DATA at a folder holding {spec.folder}/")
 
