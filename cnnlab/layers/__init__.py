@@ -1,1 +1,1 @@
-"""cnnlab.layers."""
+"""Torch building blocks shared by the model families."""

@@ -1,1 +1,1 @@
-"""cnnlab.specs."""
+"""The papers' architecture tables as plain data (no torch), read by the model builders."""

@@ -1,0 +1,26 @@
+"""AlexNet, Krizhevsky, Sutskever & Hinton 2012, Fig. 2 and §3, as the decks tabulate it, and ZFNet.
+
+Each conv row: (name, filters, kernel, stride, padding, groups). ``groups=2`` marks the layers
+whose kernels see only the half of the previous layer on their own GPU (C2, C4, C5); C3 and the
+fully connected layers are connected across both GPUs.
+"""
+
+ALEXNET_CONVS = [
+    ("conv1", 96, 11, 4, 0, 1),   # 227 -> 55
+    ("conv2", 256, 5, 1, 2, 2),   # 27 -> 27
+    ("conv3", 384, 3, 1, 1, 1),   # 13 -> 13
+    ("conv4", 384, 3, 1, 1, 2),
+    ("conv5", 256, 3, 1, 1, 2),
+]
+ALEXNET_FC = [4096, 4096]
+
+# ZFNet (Zeiler & Fergus 2014): conv1 7x7 stride 2 instead of 11x11 stride 4, conv2 stride 2, and the
+# wider conv3/4/5 (512, 1024, 512) of their best single model, as in cs231n's summary. One deck lists
+# the widths as "512, 512, 1024", which does not match the paper's Table 2 ("Layers 3,4,5: 512,1024,512").
+ZFNET_CONVS = [
+    ("conv1", 96, 7, 2, 1, 1),    # 224 -> 110
+    ("conv2", 256, 5, 2, 0, 1),   # 55 -> 26
+    ("conv3", 512, 3, 1, 1, 1),
+    ("conv4", 1024, 3, 1, 1, 1),
+    ("conv5", 512, 3, 1, 1, 1),
+]

@@ -1,0 +1,34 @@
+"""Every registered model, in its small-input form: forward, backward, shapes, no NaN."""
+
+import pytest
+import torch
+
+import cnnlab
+
+
+@pytest.mark.parametrize("name", cnnlab.list_models())
+def test_small_input_forward_backward(name):
+    torch.manual_seed(0)
+    model = cnnlab.create_model(name, num_classes=7, in_channels=1, small_input=True)
+    model.train()
+    x = torch.randn(2, 1, 28, 28)
+    out = model(x)
+    logits = out[0] if isinstance(out, tuple) else out
+    assert logits.shape == (2, 7)
+    loss = model.training_loss(out, torch.tensor([0, 6]), torch.nn.CrossEntropyLoss()) if hasattr(
+        model, "training_loss") else torch.nn.functional.cross_entropy(logits, torch.tensor([0, 6]))
+    loss.backward()
+    assert torch.isfinite(loss)
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+    model.eval()
+    with torch.no_grad():
+        features = model.features(x)
+        assert features.ndim in (3, 4) and torch.isfinite(features).all()
+
+
+@pytest.mark.parametrize("name", cnnlab.list_models())
+def test_registry_metadata(name):
+    info = cnnlab.model_info(name)
+    assert info.family and info.paper and 1989 <= info.year <= 2024
+    assert len(info.input_size) == 3
