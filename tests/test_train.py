@@ -61,9 +61,14 @@ def test_config_file_and_overrides(tmp_path):
 
 def test_overfits_a_small_batch(isolated_data_root, tmp_path):
     result = train(model="lenet5_modern", data="fashion-mnist-mini", limit_train=64, limit_test=64, batch_size=16,
-                   epochs=25, lr=0.05, schedule="constant", weight_decay=0.0, out=str(tmp_path / "r"))
-    assert result.history[-1]["train_acc"] == 1.0
+                   epochs=40, lr=0.05, schedule="constant", weight_decay=0.0, out=str(tmp_path / "r"))
     assert result.history[-1]["train_loss"] < 0.05 < result.history[0]["train_loss"]
+    # Memorised: every one of the 64 training images is classified correctly by the saved model.
+    from cnnlab.data import load_dataset
+    from cnnlab.train import evaluate
+
+    seen = load_dataset("fashion-mnist-mini", "train").subset(slice(0, 64))
+    assert evaluate(load_checkpoint(result.run_dir).model, seen)["top1"] == 1.0
 
 
 def test_seeded_runs_are_bitwise_equal(isolated_data_root, tmp_path):

@@ -25,7 +25,9 @@ def register(subparsers) -> None:
         if f.name == "model":
             continue
         kind = hints[f.name]
+        # A bare boolean flag (``--distributed``) means yes; ``--distributed no`` is also accepted.
         p.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", default=None,
+                       **({"nargs": "?", "const": "yes"} if kind is bool else {}),
                        metavar="BOOL" if kind is bool else kind.__name__.upper(),
                        help=f"{f.metadata.get('help', '')} (default: {f.default!r})")
     p.set_defaults(func=run)
@@ -44,7 +46,14 @@ def run(args) -> int:
     model_info(config.model)  # fail fast on an unknown name, before loading data
     log = (lambda s: None) if (args.quiet or args.json) else print
     trainer = Trainer(config, resume=args.resume, progress=not (args.quiet or args.json), log=log)
-    result = trainer.run()
+    try:
+        result = trainer.run()
+    finally:
+        from ..train.distributed import teardown
+
+        teardown(trainer.dist)
+    if not trainer.dist.is_main:  # rank 0 reports for the whole run
+        return 0
     summary = {"run_dir": str(result.run_dir), "model": trainer.config.model, "data": trainer.config.data,
                "epochs": len(result.history), "test_acc": result.final.get("test_acc"),
                "test_top5": result.final.get("test_top5"), "seconds": round(result.seconds, 2),

@@ -28,7 +28,9 @@ from ..errors import CnnlabError, ConfigError
 from ..io import atomic_write_text
 from ..registry import model_info
 from .checkpoint import load_train_state, read_meta, save_checkpoint, load_state_dict_checked
+from . import distributed
 from .config import TrainConfig
+from .distributed import DistributedContext
 from .losses import make_criterion
 from .metrics import confusion_matrix, per_class_accuracy, topk_correct
 from .optim import make_optimizer, make_scheduler
@@ -167,7 +169,12 @@ class Trainer:
         self.config = config.validate()
         if config.threads:
             torch.set_num_threads(config.threads)
-        self.device = resolve_device(config.device)
+        self.dist, device_name = DistributedContext(), config.device
+        if config.distributed:
+            self.dist, device_name = distributed.setup(config.device)
+            if not self.dist.is_main:  # one voice: rank 0 logs, evaluates and saves
+                self.log, self.show_progress = (lambda s: None), False
+        self.device = resolve_device(device_name)
         self.run_dir = Path(config.out or f"runs/{config.model}-{Path(config.data).name}")
 
         self.train_set, self.val_set, self.test_set = self._load_data()
@@ -179,6 +186,9 @@ class Trainer:
         self.model = create_model(config.model, **self.arch_kwargs)
         initialise(self.model, config.init)
         self.model.to(self.device)
+        if self.dist.enabled:
+            self.model = distributed.convert_batchnorm(self.model, self.device)
+            self._check_shards()
         if config.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.steps_per_epoch = math.ceil(len(self.train_set) / config.batch_size)
@@ -192,7 +202,9 @@ class Trainer:
             from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
             self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
-        self.forward = torch.compile(self.model) if config.compile else self.model
+        self.forward = self.dist.wrap(self.model, self.device) if self.dist.enabled else self.model
+        if config.compile:
+            self.forward = torch.compile(self.forward)
         self.augment = make_augment(config, self.train_set)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.epoch = 0
@@ -215,6 +227,12 @@ class Trainer:
         if len(train) == 0:
             raise ConfigError("the training set is empty")
         return train, val, test
+
+    def _check_shards(self) -> None:
+        world, n, b = self.dist.world_size, len(self.train_set), self.config.batch_size
+        if b < world or 0 < n % b < world:
+            raise ConfigError(f"with {world} processes every batch needs at least {world} images: batch size {b}, "
+                              f"last batch {n % b or b}; change --batch-size or --limit-train")
 
     # -- checkpoint state
     def _train_state(self) -> dict[str, Any]:
@@ -273,8 +291,13 @@ class Trainer:
         for step in range(self.steps_per_epoch):
             idx = order[step * c.batch_size:(step + 1) * c.batch_size]
             x = self.augment(self.train_set.images[idx], self.generator)  # B x C x H x W uint8
+            y = self.train_set.labels[idx]
+            scale = 1.0
+            if self.dist.enabled:  # every rank augmented the same global batch; keep this rank's shard
+                part = self.dist.shard(idx)
+                x, y, scale = x[part], y[part], self.dist.loss_scale(len(idx[part]), len(idx))
             x = normalize(x.to(self.device, non_blocking=True), self.train_set.mean, self.train_set.std)
-            y = self.train_set.labels[idx].to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
             if c.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast_context(self.device, c.precision):
@@ -288,7 +311,7 @@ class Trainer:
                 raise TrainingDiverged(f"the loss became {float(loss.detach())} at epoch {self.epoch + 1}, step {step + 1}; "
                                        f"lower the learning rate (now {self.scheduler.get_last_lr()[0]:.3g}) or set --grad-clip")
             self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
+            self.scaler.scale(loss * scale if scale != 1.0 else loss).backward()
             self.scaler.unscale_(self.optimizer)
             norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip if c.grad_clip > 0 else float("inf"))
             if not torch.isfinite(norm) and not self.scaler.is_enabled():
@@ -304,6 +327,10 @@ class Trainer:
             if on_step is not None:
                 on_step(step + 1, float(loss.detach()), len(y) * (step + 1) / (time.perf_counter() - start))
         seconds = time.perf_counter() - start
+        if self.dist.enabled:  # each rank counted its own shards; the epoch's figures are their sums
+            totals = self.dist.sum(torch.stack([loss_sum, correct.double()]).to(
+                self.device if self.dist.backend == "nccl" else "cpu"))
+            loss_sum, correct = totals[0].cpu(), totals[1].cpu().long()
         return {"train_loss": float(loss_sum) / n, "train_acc": int(correct) / n,
                 "train_seconds": seconds, "train_images_per_second": n / seconds}
 
@@ -316,6 +343,7 @@ class Trainer:
         last = c.epochs if stop_after is None else min(c.epochs, stop_after)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         wall = time.perf_counter()
+        before = self.history[-1].get("seconds", 0.0) if self.history else 0.0  # time spent before a resume
         train_seconds = 0.0
         with _Progress(self.show_progress) as bar:
             while self.epoch < last:
@@ -323,21 +351,25 @@ class Trainer:
                 record = {"epoch": self.epoch + 1, "lr": self.scheduler.get_last_lr()[0]}
                 record.update(self.train_one_epoch(bar.step if bar.progress else None))
                 train_seconds += record["train_seconds"]
-                eval_kwargs = dict(device=self.device, batch_size=c.eval_batch_size, precision=c.precision,
-                                   channels_last=c.channels_last, tta_flip=c.tta_flip, criterion=self.eval_criterion)
-                if self.val_set is not None:
-                    v = evaluate(self.evaluation_model(), self.val_set, **eval_kwargs)
-                    record.update(val_loss=v["loss"], val_acc=v["top1"])
-                t = evaluate(self.evaluation_model(), self.test_set, **eval_kwargs)
-                record.update(test_loss=t["loss"], test_acc=t["top1"], test_top5=t["top5"],
-                              seconds=time.perf_counter() - wall + (self.history[-1]["seconds"] if self.history else 0.0))
+                if self.dist.is_main:
+                    eval_kwargs = dict(device=self.device, batch_size=c.eval_batch_size, precision=c.precision,
+                                       channels_last=c.channels_last, tta_flip=c.tta_flip, criterion=self.eval_criterion)
+                    if self.val_set is not None:
+                        v = evaluate(self.evaluation_model(), self.val_set, **eval_kwargs)
+                        record.update(val_loss=v["loss"], val_acc=v["top1"])
+                    t = evaluate(self.evaluation_model(), self.test_set, **eval_kwargs)
+                    record.update(test_loss=t["loss"], test_acc=t["top1"], test_top5=t["top5"],
+                                  seconds=time.perf_counter() - wall + before)
                 self.epoch += 1
                 self.history.append(record)
-                self._save(t)
-                bar.end_epoch(record)
-                self.log(_epoch_line(record))
+                if self.dist.is_main:
+                    self._save(t)
+                    bar.end_epoch(record)
+                    self.log(_epoch_line(record))
+                self.dist.barrier()  # the other ranks go on only once the checkpoint is complete
         final = dict(self.history[-1]) if self.history else {}
-        self._plot()
+        if self.dist.is_main:
+            self._plot()
         # Overall training throughput: images seen over seconds spent in training steps.
         seconds = sum(h["train_seconds"] for h in self.history)
         rate = len(self.train_set) * len(self.history) / seconds if seconds else 0.0

@@ -1,0 +1,92 @@
+"""``cnnlab export CKPT``: write a checkpoint's model as ONNX or TorchScript, checked against PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import add_verb
+from ..console import print_json
+
+
+def register(subparsers) -> None:
+    from ..deploy import FORMATS
+
+    p = add_verb(subparsers, "export", help="export a checkpoint to ONNX or TorchScript (numerically checked)",
+                 example="cnnlab export runs/lenet5_modern-fashion-mnist --format onnx --out lenet.onnx")
+    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint folder (or a file inside it)")
+    p.add_argument("--format", default="onnx", choices=FORMATS, help="onnx (default) or torchscript")
+    p.add_argument("--out", default="", help="output file (default: CKPT/model.onnx or CKPT/model.pt)")
+    p.add_argument("--fold-bn", action="store_true", help="fold batch norms into the layers before them first")
+    p.add_argument("--int8", action="store_true", help="ONNX only: also write an int8 model (NAME-int8.onnx)")
+    p.add_argument("--tolerance", type=float, default=1e-4,
+                   help="largest allowed logit difference, relative to the largest logit (default: 1e-4)")
+    p.add_argument("--check-images", type=int, default=256, help="test images used in the check (default: 256)")
+    p.add_argument("--data-dir", default="", help="data root for the check images")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def check_images(ckpt, count: int, data_dir: str):
+    """Normalised test images of the checkpoint's dataset, or seeded noise where it is not at hand."""
+    import torch
+
+    from ..data.transforms import normalize
+    from ..errors import CnnlabError
+
+    dataset = ckpt.meta.get("dataset")
+    if dataset and count:
+        try:
+            from ..data import load_dataset
+
+            test = load_dataset(dataset, "test", data_dir or None, download_missing=False)
+            if tuple(test.input_size) == tuple(ckpt.input_size):
+                return normalize(test.images[:count], ckpt.mean, ckpt.std), f"{dataset} test images"
+        except CnnlabError:
+            pass
+    return torch.randn(max(count, 16), *ckpt.input_size, generator=torch.Generator().manual_seed(0)), "random inputs"
+
+
+def export_checkpoint(checkpoint: str | Path, fmt: str = "onnx", out: str | Path | None = None, *,
+                      fold_bn: bool = False, int8: bool = False, tolerance: float = 1e-4, check_count: int = 256,
+                      data_dir: str = "") -> dict:
+    """Export a checkpoint; returns the written files and the numerical checks (raises if a check fails)."""
+    from ..deploy import ExportError, compare_outputs, export_model, fold_batchnorm, load_exported, quantize_onnx
+    from ..deploy.export import SUFFIX
+    from ..train.checkpoint import checkpoint_dir, load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    if int8 and fmt != "onnx":
+        raise ExportError("--int8 needs --format onnx")
+    model = fold_batchnorm(ckpt.model) if fold_bn else ckpt.model.eval()
+    path = Path(out) if out else checkpoint_dir(checkpoint) / f"model{SUFFIX[fmt]}"
+    inputs, source = check_images(ckpt, check_count, data_dir)
+    export_model(model, path, fmt, ckpt.input_size, check_inputs=inputs, tolerance=tolerance)
+    # The reference is the checkpoint's own model, so a folded export is checked against the unfolded one.
+    check = compare_outputs(ckpt.model.eval(), load_exported(path), inputs, tolerance=tolerance)
+    if not check.ok:
+        raise ExportError(f"exported model differs from the checkpoint: relative difference {check.max_rel_diff:.2e}")
+    result = {"checkpoint": str(ckpt.path), "arch": ckpt.arch, "format": fmt, "file": str(path),
+              "input": {"name": "images", "shape": ["N", *ckpt.input_size], "mean": list(ckpt.mean),
+                        "std": list(ckpt.std)},
+              "check": {**check.to_dict(), "inputs": source}}
+    if int8:
+        int8_path = path.with_name(path.stem + "-int8.onnx")
+        quantize_onnx(path, int8_path, inputs)
+        q = compare_outputs(ckpt.model.eval(), load_exported(int8_path), inputs, tolerance=1.0)
+        result["int8"] = {"file": str(int8_path), "top1_agreement": q.top1_agreement, "max_abs_diff": q.max_abs_diff}
+    return result
+
+
+def run(args) -> int:
+    result = export_checkpoint(args.checkpoint, args.format, args.out or None, fold_bn=args.fold_bn, int8=args.int8,
+                               tolerance=args.tolerance, check_count=args.check_images, data_dir=args.data_dir)
+    if args.json:
+        print_json(result)
+        return 0
+    c = result["check"]
+    print(f"wrote {result['file']} ({result['format']}, input images N x {' x '.join(map(str, result['input']['shape'][1:]))})")
+    print(f"checked on {c['samples']} {c['inputs']}: max |diff| {c['max_abs_diff']:.2e} "
+          f"(relative {c['max_rel_diff']:.2e} <= {c['tolerance']:.0e}), top-1 agreement {c['top1_agreement']:.2%}")
+    if "int8" in result:
+        print(f"wrote {result['int8']['file']} (int8): top-1 agreement with fp32 {result['int8']['top1_agreement']:.2%}")
+    return 0
