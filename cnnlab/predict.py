@@ -99,7 +99,7 @@ class Predictor:
 
     def prepare(self, img: Image.Image) -> torch.Tensor:
         """C x H x W uint8 input as the model will see it (before normalisation)."""
-        return image_to_uint8(img, self.input_size)
+        return image_to_uint8(img, self.input_size, invert=self.invert)
 
     @torch.inference_mode()
     def predict_batch(self, batch_uint8: torch.Tensor, top_k: int = 5) -> list[list[Prediction]]:

@@ -1,0 +1,50 @@
+"""``cnnlab serve``: classify images over HTTP (JSON API + web page) with one or more checkpoints."""
+
+from __future__ import annotations
+
+from . import add_verb
+
+
+def register(subparsers) -> None:
+    p = add_verb(subparsers, "serve", help="serve checkpoints over HTTP: JSON API, web page, micro-batching",
+                 example="cnnlab serve runs/lenet5 digits=runs/mnist --port 8000   # then open http://127.0.0.1:8000/",
+                 description="Serve checkpoints over HTTP. API: POST /v1/classify, POST /v1/classify/batch, "
+                             "POST /v1/explain, GET /v1/models, GET /livez, GET /readyz, /docs, /openapi.json; "
+                             "web page at /. Give a checkpoint as PATH or NAME=PATH.")
+    p.add_argument("checkpoints", metavar="CKPT", nargs="+", help="checkpoint folder, or NAME=folder")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--max-batch", type=int, default=32, help="largest micro-batch; 1 turns batching off")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="longest a request waits for a batch to fill")
+    p.add_argument("--queue-size", type=int, default=256, help="waiting requests per model before 503")
+    p.add_argument("--max-body-mb", type=float, default=10.0, help="largest request body (413 beyond)")
+    p.add_argument("--max-pixels", type=int, default=4096 * 4096, help="largest image, in pixels (413 beyond)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds a request may take (504 beyond)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads for inference (0: torch's default; 1 is best for small models)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=run)
+
+
+def config_from_args(args):
+    from ..serve.config import ServeConfig
+
+    return ServeConfig(host=args.host, port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                       queue_size=args.queue_size, max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+                       max_pixels=args.max_pixels, request_timeout_s=args.timeout, threads=args.threads)
+
+
+def run(args) -> int:
+    import importlib.util
+
+    missing = [m for m in ("fastapi", "uvicorn", "python_multipart") if importlib.util.find_spec(m) is None]
+    if missing:
+        from ..errors import CnnlabError
+
+        raise CnnlabError(f"serving needs FastAPI, uvicorn and python-multipart ({missing[0]} is missing): "
+                          "pip install 'cnnlab[serve]'")
+    from ..serve.server import run_server
+
+    config = config_from_args(args)
+    run_server(args.checkpoints, config, device=args.device, log_level=args.log_level)
+    return 0

@@ -1,0 +1,121 @@
+"""The models a service answers with: a loaded checkpoint, its predictor, batcher and category paths."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from PIL import Image
+
+from ..errors import ConfigError
+from ..predict import Predictor, image_to_uint8
+from ..train.checkpoint import Checkpoint, load_checkpoint
+from .batcher import MicroBatcher
+from .config import ServeConfig
+from .errors import ServeError
+from .taxonomy import class_roots
+
+
+@dataclass
+class ServedModel:
+    """One checkpoint being served under ``name``."""
+
+    name: str
+    checkpoint: Checkpoint
+    predictor: Predictor
+    roots: list[str]
+    batcher: MicroBatcher
+    _explain_model: torch.nn.Module | None = field(default=None, repr=False)
+    _explain_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def input_size(self) -> tuple[int, int, int]:
+        return self.predictor.input_size
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.predictor.class_names
+
+    def prepare(self, img: Image.Image, *, invert: bool | None = None) -> torch.Tensor:
+        """Decoded image -> C x H x W uint8 of the model's input size (the model's view of it).
+
+        ``invert`` (grey levels flipped, for dark-on-light photos shown to a model trained on
+        light-on-dark data) defaults to the checkpoint's ``invert_photos`` setting."""
+        invert = self.predictor.invert if invert is None else invert
+        return image_to_uint8(img, self.input_size, invert=invert)
+
+    def explain(self, image: torch.Tensor, class_index: int | None) -> dict[str, Any]:
+        """Feature maps and Grad-CAM of one C x H x W uint8 image (blocking; call from a thread).
+
+        Explanations attach hooks and need gradients, so they run on a private copy of the model
+        that the inference thread never touches, one at a time.
+        """
+        from .explain import explain
+
+        with self._explain_lock:
+            if self._explain_model is None:
+                self._explain_model = copy.deepcopy(self.predictor.model).eval()
+            try:
+                return explain(self._explain_model, image, self.checkpoint.mean, self.checkpoint.std, class_index)
+            except ValueError as e:  # e.g. a network without a convolution to attach Grad-CAM to
+                raise ServeError(422, "explain_failed", f"cannot explain with this model: {e}") from None
+
+    def info(self) -> dict[str, Any]:
+        meta = self.checkpoint.meta
+        metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
+        return {
+            "name": self.name,
+            "architecture": self.checkpoint.arch,
+            "arch_kwargs": meta.get("arch_kwargs", {}),
+            "classes": self.class_names,
+            "roots": self.roots,
+            "num_classes": len(self.class_names),
+            "input_size": list(self.input_size),
+            "accuracy": metrics.get("test_acc"),
+            "top5_accuracy": metrics.get("test_top5"),
+            "dataset": meta.get("dataset"),
+            "epoch": meta.get("epoch"),
+            "parameters": sum(p.numel() for p in self.predictor.model.parameters()),
+        }
+
+
+def split_name(spec: str | Path) -> tuple[str | None, str]:
+    """``"NAME=PATH"`` -> (NAME, PATH); a plain path (or one that exists with '=' in it) -> (None, PATH)."""
+    text = str(spec)
+    if "=" in text and not Path(text).exists():
+        name, path = text.split("=", 1)
+        if name and all(c.isalnum() or c in "-_." for c in name):
+            return name, path
+    return None, text
+
+
+def load_models(specs: Sequence[str | Path | Checkpoint], config: ServeConfig, *,
+                device: str = "cpu") -> dict[str, ServedModel]:
+    """Load every checkpoint (``PATH`` or ``NAME=PATH``, or an already loaded Checkpoint)."""
+    if not specs:
+        raise ConfigError("serve needs at least one checkpoint")
+    served: dict[str, ServedModel] = {}
+    for spec in specs:
+        if isinstance(spec, Checkpoint):
+            name, ckpt = None, spec
+        else:
+            name, path = split_name(spec)
+            ckpt = load_checkpoint(path, device=device)
+        name = name or ckpt.path.name or ckpt.arch
+        if name in served:
+            base, n = name, 2
+            while f"{base}-{n}" in served:
+                n += 1
+            name = f"{base}-{n}"
+        predictor = Predictor(ckpt, device=device)
+        # The batcher's thread calls predict_batch(N x C x H x W uint8, top_k) -> top-k per image.
+        batcher = MicroBatcher(predictor.predict_batch, max_batch=config.max_batch,
+                               max_wait_s=config.max_wait_ms / 1000.0, queue_size=config.queue_size, name=name,
+                               threads=config.threads)
+        served[name] = ServedModel(name=name, checkpoint=ckpt, predictor=predictor,
+                                   roots=class_roots(predictor.class_names, ckpt.meta), batcher=batcher)
+    return served

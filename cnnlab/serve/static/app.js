@@ -1,0 +1,145 @@
+// The page talks only to the server it came from; nothing is loaded from elsewhere.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let models = [];
+
+function setStatus(text, isError = false) {
+  const s = $("status");
+  s.textContent = text;
+  s.classList.toggle("error", isError);
+}
+
+function clear(node) {
+  while (node.firstChild) node.removeChild(node.firstChild);
+}
+
+async function errorText(response) {
+  try {
+    const body = await response.json();
+    return `${body.error_msg} (${body.error_code}, HTTP ${response.status})`;
+  } catch (e) {
+    return `HTTP ${response.status}`;
+  }
+}
+
+function showModelInfo() {
+  const m = models.find((x) => x.name === $("model").value);
+  if (!m) return;
+  const acc = m.accuracy == null ? "accuracy not recorded" : `test accuracy ${(100 * m.accuracy).toFixed(2)}%`;
+  $("model-info").textContent =
+    `${m.architecture} · input ${m.input_size.join("×")} · ${m.num_classes} classes · ${acc}`;
+  $("top-k").max = m.num_classes;
+}
+
+async function loadModels() {
+  const r = await fetch("/v1/models");
+  if (!r.ok) { setStatus(await errorText(r), true); return; }
+  models = (await r.json()).models;
+  const select = $("model");
+  clear(select);
+  for (const m of models) {
+    const o = document.createElement("option");
+    o.value = m.name;
+    o.textContent = `${m.name} (${m.architecture})`;
+    select.appendChild(o);
+  }
+  showModelInfo();
+  setStatus("Ready: choose or drop an image.");
+}
+
+function form(file) {
+  const f = new FormData();
+  f.append("image", file, file.name || "image");
+  f.append("model", $("model").value);
+  if ($("invert").checked) f.append("invert", "true");
+  return f;
+}
+
+function showResults(answer) {
+  const list = $("results");
+  clear(list);
+  answer.result.forEach((item) => {
+    const li = document.createElement("li");
+    li.dataset.keyword = item.keyword;
+    const label = document.createElement("span");
+    label.className = "label";
+    label.textContent = item.keyword;
+    const root = document.createElement("span");
+    root.className = "root";
+    root.textContent = item.root;
+    const track = document.createElement("span");
+    track.className = "track";
+    const bar = document.createElement("span");
+    bar.className = "bar";
+    bar.style.width = `${(100 * item.score).toFixed(1)}%`;
+    track.appendChild(bar);
+    const score = document.createElement("span");
+    score.className = "score";
+    score.textContent = `${(100 * item.score).toFixed(2)}%`;
+    li.append(label, root, track, score);
+    list.appendChild(li);
+  });
+  const best = answer.result[0];
+  $("top1").textContent = best.keyword;
+  $("top1-root").textContent = best.root;
+  $("timing").textContent = `model ${answer.model} · ${answer.time_ms} ms · log_id ${answer.log_id}`;
+}
+
+function showExplanation(ex) {
+  $("model-view").src = ex.input_png;
+  $("cam").src = ex.cam_png;
+  $("cam-caption").textContent = `Grad-CAM for “${ex.keyword}”`;
+  const box = $("features");
+  clear(box);
+  for (const stage of ex.feature_maps) {
+    const fig = document.createElement("figure");
+    fig.className = "stage";
+    const img = document.createElement("img");
+    img.className = "pixels";
+    img.src = stage.png;
+    img.alt = `feature maps of ${stage.name}`;
+    const cap = document.createElement("figcaption");
+    cap.textContent = `${stage.name} · ${stage.shape.join("×")}`;
+    fig.append(cap, img);
+    box.appendChild(fig);
+  }
+  $("explain-status").textContent = "";
+}
+
+async function classify(file) {
+  if (!file) return;
+  $("original").src = URL.createObjectURL(file);
+  setStatus(`Classifying ${file.name || "image"}…`);
+  const body = form(file);
+  body.append("top_k", $("top-k").value);
+  const r = await fetch("/v1/classify", { method: "POST", body });
+  if (!r.ok) { setStatus(await errorText(r), true); return; }
+  const answer = await r.json();
+  showResults(answer);
+  $("answer").hidden = false;
+  setStatus(`Done: ${answer.result[0].keyword}.`);
+  document.body.dataset.state = "classified";
+
+  $("explain-status").textContent = "Computing feature maps and Grad-CAM…";
+  const e = await fetch("/v1/explain", { method: "POST", body: form(file) });
+  if (!e.ok) { $("explain-status").textContent = await errorText(e); return; }
+  showExplanation(await e.json());
+  document.body.dataset.state = "explained";
+}
+
+function init() {
+  $("file").addEventListener("change", (ev) => classify(ev.target.files[0]));
+  $("model").addEventListener("change", showModelInfo);
+  const drop = $("drop");
+  drop.addEventListener("dragover", (ev) => { ev.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (ev) => {
+    ev.preventDefault();
+    drop.classList.remove("over");
+    classify(ev.dataTransfer.files[0]);
+  });
+  loadModels().catch((err) => setStatus(`Cannot reach the server: ${err}`, true));
+}
+
+document.addEventListener("DOMContentLoaded", init);
