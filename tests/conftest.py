@@ -30,3 +30,12 @@ def isolated_data_root(tmp_path, monkeypatch) -> Path:
     root.mkdir()
     monkeypatch.setenv("CNNLAB_DATA", str(root))
     return root
+
+
+@pytest.fixture()
+def one_thread():
+    """Tiny tensors: one thread beats two threads fighting over a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

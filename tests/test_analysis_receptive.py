@@ -18,13 +18,7 @@ from cnnlab.analysis import summarize
 from cnnlab.analysis.receptive import AxisField, merge
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are tiny: one thread beats two threads fighting over a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gradient_box(model: nn.Module, input_shape, layer: str, unit: tuple[int, int]):

@@ -16,13 +16,7 @@ import cnnlab
 from cnnlab.analysis import ShapeError, Summary, summarize
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one thread beats two threads fighting over a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def alexnet_paper() -> nn.Sequential:

@@ -74,24 +74,24 @@ def _add_common(p, epochs: int, lr: float, augment: str) -> None:
     p.add_argument("--json", action="store_true")
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser("zoo", help="train several models on one dataset; print a results table",
-                              description="Train each model with the same recipe and tabulate test accuracy, "
-                                          "parameters and wall time.",
-                              epilog="example:\n  cnnlab bench zoo lenet5 resnet18 --epochs 5 --markdown docs/results.md",
+def _add_benchmark(subparsers, name: str, *, help: str, example: str, models: list[str], out: str, func,
+                   epochs: int, lr: float, augment: str) -> None:
+    p = subparsers.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}",
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("models", nargs="*", default=ZOO_DEFAULT)
-    p.add_argument("--out", default="runs/zoo")
-    _add_common(p, epochs=5, lr=0.05, augment="crop,flip")
-    p.set_defaults(func=run_zoo)
+    p.add_argument("models", nargs="*", default=models)
+    p.add_argument("--out", default=out)
+    _add_common(p, epochs=epochs, lr=lr, augment=augment)
+    p.set_defaults(func=func)
 
-    d = subparsers.add_parser("degradation", help="plain vs residual nets of two depths (He et al. 2016, Fig. 1/6)",
-                              epilog="example:\n  cnnlab bench degradation --epochs 10 --markdown docs/degradation.md",
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    d.add_argument("models", nargs="*", default=DEGRADATION_DEFAULT)
-    d.add_argument("--out", default="runs/degradation")
-    _add_common(d, epochs=10, lr=0.1, augment="")
-    d.set_defaults(func=run_degradation)
+
+def register(subparsers) -> None:
+    _add_benchmark(subparsers, "zoo", help="train several models on one dataset; print a results table",
+                   example="cnnlab bench zoo lenet5 resnet18 --epochs 5 --markdown docs/results.md",
+                   models=ZOO_DEFAULT, out="runs/zoo", func=run_zoo, epochs=5, lr=0.05, augment="crop,flip")
+    _add_benchmark(subparsers, "degradation", help="plain vs residual nets of two depths (He et al. 2016, Fig. 1 and 6)",
+                   example="cnnlab bench degradation --epochs 10 --markdown docs/degradation.md",
+                   models=DEGRADATION_DEFAULT, out="runs/degradation", func=run_degradation, epochs=10, lr=0.1,
+                   augment="")
 
 
 def run_zoo(args) -> int:
