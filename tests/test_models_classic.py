@@ -138,3 +138,17 @@ def test_nin_has_no_fully_connected_layer():
     model = cnnlab.create_model("nin", num_classes=10)
     assert not any(isinstance(m, torch.nn.Linear) for m in model.modules())
     assert model(torch.zeros(2, 3, 224, 224)).shape == (2, 10)
+
+
+def test_googlenet_loss_function_and_aux_weights():
+    from cnnlab.models.googlenet import googlenet_loss
+
+    torch.manual_seed(0)
+    model = cnnlab.create_model("googlenet", num_classes=5, in_channels=1, small_input=True).train()
+    assert model.aux_loss_weights == (0.3, 0.3)
+    out = model(torch.randn(2, 1, 28, 28))
+    target, ce = torch.tensor([0, 4]), torch.nn.CrossEntropyLoss()
+    by_hand = ce(out[0], target) + 0.3 * ce(out[1], target) + 0.3 * ce(out[2], target)
+    assert torch.allclose(googlenet_loss(out, target, ce), by_hand)
+    assert torch.allclose(googlenet_loss(out.logits, target, ce), ce(out.logits, target))  # evaluation: plain loss
+    assert cnnlab.create_model("inception_v3").aux_loss_weights == (0.3,)

@@ -76,8 +76,24 @@ class AuxiliaryClassifier(nn.Module):
         return self.fc2(self.dropout(torch.relu(self.fc1(x))))
 
 
+def googlenet_loss(outputs, target: torch.Tensor, criterion: nn.Module) -> torch.Tensor:
+    """§5's training loss: main + 0.3 * aux1 + 0.3 * aux2 for :class:`GoogLeNetOutputs`, else the plain loss."""
+    if isinstance(outputs, GoogLeNetOutputs):
+        w1, w2 = GoogLeNet.aux_loss_weights
+        return (criterion(outputs.logits, target) + w1 * criterion(outputs.aux1, target)
+                + w2 * criterion(outputs.aux2, target))
+    return criterion(outputs, target)
+
+
 class GoogLeNet(nn.Module):
+    """GoogLeNet; in training mode ``forward`` returns ``GoogLeNetOutputs(logits, aux1, aux2)``.
+
+    Use :meth:`training_loss` (or :func:`googlenet_loss`) to combine them; ``aux_loss_weights`` gives
+    the auxiliary heads' discount weights. In evaluation mode ``forward`` returns the logits only.
+    """
+
     AUX_WEIGHT = 0.3  # §5: "their loss is added to the total loss of the network with a discount weight"
+    aux_loss_weights = (AUX_WEIGHT, AUX_WEIGHT)
 
     def __init__(self, *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False,
                  batch_norm: bool | None = None, width: float | None = None, aux_logits: bool = True,
@@ -129,10 +145,7 @@ class GoogLeNet(nn.Module):
 
     def training_loss(self, outputs, target: torch.Tensor, criterion: nn.Module) -> torch.Tensor:
         """main + 0.3 * aux1 + 0.3 * aux2 in training; the plain loss otherwise."""
-        if isinstance(outputs, GoogLeNetOutputs):
-            return (criterion(outputs.logits, target) + self.AUX_WEIGHT * criterion(outputs.aux1, target)
-                    + self.AUX_WEIGHT * criterion(outputs.aux2, target))
-        return criterion(outputs, target)
+        return googlenet_loss(outputs, target, criterion)
 
 
 @register_model("googlenet", family="GoogLeNet", paper="Szegedy et al., CVPR 2015", year=2014,

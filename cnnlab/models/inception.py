@@ -7,8 +7,9 @@ Factorised convolutions: a 5x5 becomes two 3x3s (Fig. 5, ``InceptionA``), an nxn
 the 17x17 grid (weight 0.3 in :meth:`InceptionV3.training_loss`, as is customary; the paper uses it
 as a regulariser). Module and parameter names follow torchvision (``Conv2d_1a_3x3``, ``Mixed_5b``...).
 
-``small_input=True`` removes the stem's strides and poolings so a 28x28 image keeps a grid of
-28 -> 13 -> 6 through the two reductions; the widths stay the paper's, so it is heavy for a CPU.
+``small_input=True`` removes the stem's strides and its first pooling, so a 28x28 image reaches
+Mixed_5 at 13x13 and the two reductions give 6x6 and 2x2; the widths stay the paper's, so it is
+still the heaviest small form of the zoo on a CPU.
 """
 
 from __future__ import annotations
@@ -131,6 +132,7 @@ class InceptionV3(nn.Module):
     """Modules sit at the top level under torchvision's names; ``features`` and ``classifier`` are views."""
 
     AUX_WEIGHT = 0.3
+    aux_loss_weights = (AUX_WEIGHT,)  # training: InceptionOutputs(logits, aux); loss = main + 0.3 * aux
 
     def __init__(self, *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False,
                  aux_logits: bool = True, dropout: float = 0.5):
@@ -142,7 +144,7 @@ class InceptionV3(nn.Module):
         self.maxpool1 = nn.Identity() if small_input else nn.MaxPool2d(3, 2)  # 73
         self.Conv2d_3b_1x1 = bc(64, 80, 1)
         self.Conv2d_4a_3x3 = bc(80, 192, 3, padding=pad)  # 71
-        self.maxpool2 = nn.Identity() if small_input else nn.MaxPool2d(3, 2)  # N x 192 x 35 x 35
+        self.maxpool2 = nn.MaxPool2d(3, 2)  # N x 192 x 35 x 35 (small form: 28 -> 13, so Mixed_5 is affordable)
         self.Mixed_5b, self.Mixed_5c, self.Mixed_5d = InceptionA(192, 32), InceptionA(256, 64), InceptionA(288, 64)
         self.Mixed_6a = InceptionB(288)  # 35 -> 17: N x 768 x 17 x 17
         self.Mixed_6b, self.Mixed_6c = InceptionC(768, 128), InceptionC(768, 160)

@@ -1,0 +1,95 @@
+"""ShuffleNet V2 (Ma, Zhang, Zheng & Sun, ECCV 2018, "Practical guidelines for efficient CNN architecture design").
+
+Table 5 (1x): conv1 3x3/2 x24, max-pool 3x3/2, stages 2-4 of 4/8/4 units (116/232/464 channels),
+conv5 1x1 x1024, global pooling, FC. A unit (Fig. 3c) splits the channels in two, runs one half
+through 1x1 -> 3x3 depthwise -> 1x1, concatenates and shuffles the channels; the downsampling unit
+(Fig. 3d) runs both halves (the other through 3x3/2 depthwise -> 1x1) to double the width.
+Names follow torchvision (``conv1``, ``stage2.0.branch1``, ``conv5``, ``fc``); 2,278,604 parameters.
+
+Small-input form (28x28): conv1 with stride 1 and no max-pool, so the stages see 14 -> 7 -> 4 grids.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from ..registry import register_model
+from ..specs.light import SHUFFLENET_V2_CHANNELS, SHUFFLENET_V2_REPEATS
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """N x (g*c) x H x W -> view N x g x c x H x W -> transpose -> flatten: mixes the two branches' channels."""
+    n, channels, h, w = x.shape
+    return x.view(n, groups, channels // groups, h, w).transpose(1, 2).reshape(n, channels, h, w)
+
+
+def _pointwise(in_channels: int, out_channels: int) -> list[nn.Module]:
+    return [nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
+
+
+def _depthwise(channels: int, stride: int) -> list[nn.Module]:
+    return [nn.Conv2d(channels, channels, 3, stride, 1, groups=channels, bias=False), nn.BatchNorm2d(channels)]
+
+
+class ShuffleUnit(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, stride: int):
+        super().__init__()
+        half = out_channels // 2
+        self.stride = stride
+        # Fig. 3d's left branch; the basic unit (Fig. 3c) passes its left half through untouched.
+        self.branch1 = nn.Sequential(*_depthwise(in_channels, stride), *_pointwise(in_channels, half)) \
+            if stride > 1 else nn.Sequential()
+        self.branch2 = nn.Sequential(*_pointwise(in_channels if stride > 1 else half, half),
+                                     *_depthwise(half, stride), *_pointwise(half, half))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            left, right = x.chunk(2, dim=1)  # channel split
+            out = torch.cat([left, self.branch2(right)], 1)
+        else:
+            out = torch.cat([self.branch1(x), self.branch2(x)], 1)
+        return channel_shuffle(out, 2)
+
+
+_TRUNK = ("conv1", "maxpool", "stage2", "stage3", "stage4", "conv5")
+
+
+class ShuffleNetV2(nn.Module):
+    """Modules at the top level under torchvision's names; ``features`` and ``classifier`` are views."""
+
+    def __init__(self, *, width: str = "1x", num_classes: int = 1000, in_channels: int = 3, small_input: bool = False):
+        super().__init__()
+        c1, *stage_channels, c5 = SHUFFLENET_V2_CHANNELS[width]
+        self.conv1 = nn.Sequential(nn.Conv2d(in_channels, c1, 3, 1 if small_input else 2, 1, bias=False),
+                                   nn.BatchNorm2d(c1), nn.ReLU(inplace=True))  # 224 -> 112
+        self.maxpool = nn.Identity() if small_input else nn.MaxPool2d(3, 2, 1)  # -> 56
+        channels = c1
+        for i, (repeats, out) in enumerate(zip(SHUFFLENET_V2_REPEATS, stage_channels)):  # 28 -> 14 -> 7
+            units = [ShuffleUnit(channels, out, 2)] + [ShuffleUnit(out, out, 1) for _ in range(repeats - 1)]
+            setattr(self, f"stage{i + 2}", nn.Sequential(*units))
+            channels = out
+        self.conv5 = nn.Sequential(*_pointwise(channels, c5))
+        self.fc = nn.Linear(c5, num_classes)
+
+    @property
+    def features(self) -> nn.Sequential:
+        return nn.Sequential(OrderedDict((name, getattr(self, name)) for name in _TRUNK))
+
+    @property
+    def classifier(self) -> nn.Sequential:
+        return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), self.fc)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for name in _TRUNK:
+            x = getattr(self, name)(x)
+        return self.fc(x.mean((2, 3)))
+
+
+@register_model("shufflenet_v2_x1_0", family="ShuffleNet", paper="Ma et al., ECCV 2018", year=2018,
+                input_size=(3, 224, 224), top1=69.362, top5=88.316)
+def shufflenet_v2_x1_0(*, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False) -> ShuffleNetV2:
+    """ShuffleNet V2 1x from Table 5: channel split, depthwise convolutions and channel shuffle."""
+    return ShuffleNetV2(width="1x", num_classes=num_classes, in_channels=in_channels, small_input=small_input)
