@@ -28,6 +28,7 @@ from torch import nn
 from ..commands import add_verb
 from ..console import print_json, print_table
 from ..errors import ConfigError
+from . import hardware
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 VARIANTS = ("eager", "folded", "folded+cl", "folded+cl+bf16", "compiled", "onnxruntime", "onnxruntime-int8")
@@ -187,22 +188,6 @@ def measure(model_arg: str, *, batch_sizes: list[int], variants: list[str], seco
             "quality": quality, "images_per_second": {str(b): v for b, v in rates.items()},
             "speedup": {str(b): {n: v / rates[b]["eager"] for n, v in rates[b].items()} for b in batch_sizes
                         if "eager" in rates[b]}, "hardware": hardware()}
-
-
-def hardware() -> str:
-    import platform
-
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import os
-
-    return f"{name}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, capability {torch.backends.cpu.get_cpu_capability()}"
 
 
 def run(args) -> int:

@@ -276,7 +276,7 @@ def measure(*, data: str = "fashion-mnist", data_dir: str = "", limit_train: int
             budget: float = 120.0, max_epochs: int = 30, precision: str = "auto",
             log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Both measurements as one dict (see the module docstring)."""
-    from .infer import hardware
+    from . import hardware
 
     if rounds < 0 or workers < 0 or threads < 1:
         raise ConfigError("threads must be at least 1, rounds and workers at least 0")

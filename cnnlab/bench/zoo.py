@@ -7,26 +7,21 @@ Both write Markdown tables (and, for degradation, curves) so the results can be 
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from pathlib import Path
 
 import torch
 
 from ..console import human_count, print_json, print_table
+from . import hardware
 
 ZOO_DEFAULT = ["lenet5", "lenet5_modern", "alexnet", "vgg11", "nin", "googlenet", "resnet18", "densenet_bc_small"]
 DEGRADATION_DEFAULT = ["plain20", "plain56", "resnet20", "resnet56"]
 
 
-def hardware() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
-
-
 def _train_models(names, args) -> list[dict]:
     from ..train import train
+    from ..train.checkpoint import load_checkpoint
 
     rows = []
     for name in names:
@@ -36,13 +31,12 @@ def _train_models(names, args) -> list[dict]:
                        augment=args.augment, limit_train=args.limit_train, limit_test=args.limit_test,
                        device=args.device, out=str(Path(args.out) / name), seed=args.seed,
                        log=(lambda s, n=name: print(f"{n}: {s}", flush=True)) if not args.json else (lambda s: None))
-        from ..train.checkpoint import load_checkpoint
-
-        model = load_checkpoint(result.run_dir).model
-        rows.append({"model": name, "input": "x".join(map(str, load_checkpoint(result.run_dir).input_size)),
+        checkpoint = load_checkpoint(result.run_dir)
+        rows.append({"model": name, "input": "x".join(map(str, checkpoint.input_size)),
                      "epochs": len(result.history), "test_acc": result.final["test_acc"],
-                     "params": sum(p.numel() for p in model.parameters()),
-                     "seconds": round(time.perf_counter() - start, 1), "hardware": hardware(),
+                     "params": sum(p.numel() for p in checkpoint.model.parameters()),
+                     "seconds": round(time.perf_counter() - start, 1),
+                     "hardware": f"{hardware()}, {torch.get_num_threads()} torch threads",
                      "history": result.history})
     return rows
 
