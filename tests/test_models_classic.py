@@ -138,6 +138,10 @@ def test_nin_has_no_fully_connected_layer():
     model = cnnlab.create_model("nin", num_classes=10)
     assert not any(isinstance(m, torch.nn.Linear) for m in model.modules())
     assert model(torch.zeros(2, 3, 224, 224)).shape == (2, 10)
+    # The paper's form has no batch norm; the small form has one after each of its 12 convolutions.
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    small = cnnlab.create_model("nin", num_classes=10, in_channels=1, small_input=True)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in small.modules()) == 12
 
 
 def test_googlenet_loss_function_and_aux_weights():
