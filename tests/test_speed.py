@@ -110,6 +110,35 @@ def test_fast_recipe():
     assert build_config(recipe="fast", overrides={"epochs": 15}).epochs == 15
 
 
+def test_native_bf16_follows_the_cpu_flags(monkeypatch):
+    from cnnlab import system
+
+    monkeypatch.setattr(system, "_cpuinfo", lambda: ("a CPU", frozenset({"avx2", "fma"})))
+    assert not system.native_bf16("cpu") and not system.cpu_has_vnni()
+    monkeypatch.setattr(system, "_cpuinfo", lambda: ("a CPU", frozenset({"avx512f", "avx512_bf16", "avx512_vnni"})))
+    assert system.native_bf16("cpu") and system.cpu_has_vnni()
+    assert "a CPU" in system.hardware()
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_precision_auto_is_decided_by_the_hardware_and_recorded(native, monkeypatch, tmp_path):
+    from cnnlab.train import load_checkpoint, train
+    from cnnlab.train import trainer
+
+    monkeypatch.setattr(trainer, "native_bf16", lambda device: native)
+    config = build_config(overrides={"data": "fashion-mnist-mini", "epochs": 1, "limit_train": 64, "limit_test": 32,
+                                     "batch_size": 32, "precision": "auto", "out": str(tmp_path / "run"),
+                                     "threads": 1})
+    result = train(config)
+    assert load_checkpoint(result.run_dir).meta["config"]["precision"] == ("bf16" if native else "fp32")
+
+
+def test_fast_resnet_recipe():
+    config = build_config(recipe="fast-resnet")
+    assert config.model == "resnet20" and config.precision == "auto" and config.channels_last
+    assert config.epochs == 5 and config.tta_flip
+
+
 @pytest.mark.slow
 def test_fast_recipe_accuracy_on_the_real_test_split(shared_data, tmp_path):
     """Fashion-MNIST, seed fixed, measured on the 10,000 test images it never trained on."""

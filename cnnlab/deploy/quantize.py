@@ -14,15 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..system import cpu_has_vnni
 from .export import ExportError, _quiet
-
-
-def cpu_has_vnni() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split("flags", 2)[1].split("\n", 1)[0]
-    except (OSError, IndexError):
-        return False
-    return "avx512_vnni" in flags or "avx_vnni" in flags
 
 
 def quantize_onnx(fp32_path: str | Path, int8_path: str | Path, calibration: torch.Tensor, *,

@@ -18,7 +18,7 @@ SCHEDULES = ("constant", "step", "cosine", "onecycle")
 LOSSES = ("cross_entropy", "mse", "l1", "hinge")
 INITS = ("default", "xavier", "kaiming")
 AUGMENTS = ("crop", "flip", "erase")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 
 
 @dataclass
@@ -46,7 +46,8 @@ class TrainConfig:
     crop_padding: int = field(default=2, metadata={"help": "padding for random crops"})
     val_fraction: float = field(default=0.0, metadata={"help": "hold out this fraction of train for validation"})
     grad_clip: float = field(default=0.0, metadata={"help": "clip the gradient norm to this (0: off)"})
-    precision: str = field(default="fp32", metadata={"help": "autocast: " + "|".join(PRECISIONS)})
+    precision: str = field(default="fp32", metadata={
+        "help": "autocast: " + "|".join(PRECISIONS) + " (auto: bf16 where the device has native bf16, else fp32)"})
     channels_last: bool = field(default=False, metadata={"help": "NHWC memory layout"})
     ema: float = field(default=0.0, metadata={"help": "weight averaging decay, e.g. 0.999 (0: off)"})
     tta_flip: bool = field(default=False, metadata={"help": "test-time augmentation: average with the mirror"})
@@ -106,6 +107,11 @@ RECIPES: dict[str, dict[str, Any]] = {
     "fast": dict(model="lenet5_modern", optimizer="sgd", lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4,
                  batch_size=256, epochs=4, schedule="onecycle", label_smoothing=0.1, augment="flip",
                  channels_last=True, tta_flip=True),
+    # ≥ 93% on Fashion-MNIST in about 3 minutes on a 2-core CPU with native bf16: a CIFAR-style ResNet-20
+    # with the same schedule, bf16 autocast where the hardware has it (docs/speed.md).
+    "fast-resnet": dict(model="resnet20", optimizer="sgd", lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                        batch_size=256, epochs=5, schedule="onecycle", label_smoothing=0.1, augment="flip",
+                        channels_last=True, tta_flip=True, precision="auto"),
 }
 
 

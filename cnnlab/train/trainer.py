@@ -27,6 +27,7 @@ from ..data.transforms import normalize, random_crop, random_erasing, random_hfl
 from ..errors import CnnlabError, ConfigError
 from ..io import atomic_write_text
 from ..registry import model_info
+from ..system import native_bf16
 from .checkpoint import load_train_state, read_meta, save_checkpoint, load_state_dict_checked
 from . import distributed
 from .config import TrainConfig
@@ -175,6 +176,8 @@ class Trainer:
             if not self.dist.is_main:  # one voice: rank 0 logs, evaluates and saves
                 self.log, self.show_progress = (lambda s: None), False
         self.device = resolve_device(device_name)
+        if config.precision == "auto":  # decided once, here, and recorded so that a resumed run trains alike
+            config = self.config = dataclasses.replace(config, precision="bf16" if native_bf16(self.device) else "fp32")
         self.run_dir = Path(config.out or f"runs/{config.model}-{Path(config.data).name}")
 
         self.train_set, self.val_set, self.test_set = self._load_data()
