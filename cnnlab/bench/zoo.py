@@ -35,7 +35,8 @@ def _train_models(names, args) -> list[dict]:
         checkpoint = load_checkpoint(result.run_dir)
         rows.append({"model": name, "input": "x".join(map(str, checkpoint.input_size)),
                      "epochs": len(result.history), "test_acc": result.final["test_acc"],
-                     "setup": f"{args.precision}, {'channels-last' if args.channels_last else 'NCHW'}",
+                     "setup": f"{checkpoint.meta['config']['precision']}, "
+                              f"{'channels-last' if args.channels_last else 'NCHW'}",
                      "params": sum(p.numel() for p in checkpoint.model.parameters()),
                      "seconds": round(time.perf_counter() - start, 1),
                      "hardware": f"{hardware()}, {torch.get_num_threads()} torch threads",
@@ -67,7 +68,8 @@ def _add_common(p, epochs: int, lr: float, augment: str) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                    help="NHWC layout (default: on; 1.6-1.9x faster training for GoogLeNet and DenseNet on a CPU)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="autocast precision")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="autocast precision (default auto: bf16 where the device has native bf16, else fp32)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--markdown", metavar="FILE", help="also write the table to this Markdown file")
     p.add_argument("--json", action="store_true")

@@ -132,11 +132,12 @@ class Module:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.forward(x)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - every layer overrides it
-        raise NotImplementedError
+    # The base class of every layer: each layer overrides both; a layer that forgot one says which.
+    def forward(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError(f"{type(self).__name__} has no forward pass")
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:  # pragma: no cover
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} has no backward pass")
 
 
 def _as_array(value, dtype) -> np.ndarray:
