@@ -11,6 +11,7 @@ The networks themselves live in :mod:`cnnlab.reference.models` and are re-export
 
 from __future__ import annotations
 
+import abc
 from typing import Iterator
 
 import numpy as np
@@ -43,7 +44,7 @@ class Parameter:
         return self.data.shape
 
 
-class Module:
+class Module(abc.ABC):
     """Base class: ordered parameters, buffers and children; ``train()`` / ``eval()``; state dicts."""
 
     def __init__(self):
@@ -132,12 +133,14 @@ class Module:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.forward(x)
 
-    # The base class of every layer: each layer overrides both; a layer that forgot one says which.
-    def forward(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover
-        raise NotImplementedError(f"{type(self).__name__} has no forward pass")
+    # Every layer defines both passes; a class missing one cannot be instantiated.
+    @abc.abstractmethod
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """The layer's output for input ``x``; keeps what ``backward`` needs."""
 
-    def backward(self, grad_out: np.ndarray) -> np.ndarray:  # pragma: no cover
-        raise NotImplementedError(f"{type(self).__name__} has no backward pass")
+    @abc.abstractmethod
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        """The gradient with respect to the input, given the gradient of the output; fills ``.grad``."""
 
 
 def _as_array(value, dtype) -> np.ndarray:
