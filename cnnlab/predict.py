@@ -12,7 +12,6 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .data.transforms import normalize
 from .errors import DataError
 
 
@@ -93,17 +92,18 @@ class Predictor:
         self.checkpoint = checkpoint
         self.model = checkpoint.model.to(device).eval()
         self.device = torch.device(device)
+        self.preprocessing = checkpoint.preprocessing
         self.input_size = checkpoint.input_size
         self.class_names = checkpoint.class_names
-        self.invert = bool(checkpoint.meta.get("invert_photos", False))
+        self.invert = self.preprocessing.invert
 
-    def prepare(self, img: Image.Image) -> torch.Tensor:
+    def prepare(self, img: Image.Image, *, invert: bool | None = None) -> torch.Tensor:
         """C x H x W uint8 input as the model will see it (before normalisation)."""
-        return image_to_uint8(img, self.input_size, invert=self.invert)
+        return self.preprocessing.image(img, invert=invert)
 
     @torch.inference_mode()
     def predict_batch(self, batch_uint8: torch.Tensor, top_k: int = 5) -> list[list[Prediction]]:
-        x = normalize(batch_uint8.to(self.device), self.checkpoint.mean, self.checkpoint.std)
+        x = self.preprocessing.normalize(batch_uint8.to(self.device))
         probs = torch.softmax(self.model(x).float(), dim=1)
         k = max(1, min(top_k, probs.shape[1]))
         scores, idx = probs.topk(k, dim=1)

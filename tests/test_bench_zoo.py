@@ -16,11 +16,11 @@ def test_zoo_table_reports_the_runs(isolated_data_root, tmp_path, capsys):
     for row in rows:
         ckpt = load_checkpoint(tmp_path / "runs" / row["model"])
         assert row["params"] == sum(p.numel() for p in ckpt.model.parameters())
-        assert row["test_acc"] == ckpt.meta["metrics"]["test_acc"]
+        assert row["test_acc"] == ckpt.meta.metrics["test_acc"]
         assert f"| {row['model']} | 1x28x28 | 1 | {row['test_acc']:.4f} |" in md.read_text()
         # The precision column names what the run used: "auto" resolved to the hardware's choice.
-        assert row["setup"] == f"{ckpt.meta['config']['precision']}, channels-last"
-        assert ckpt.meta["config"]["precision"] in ("fp32", "bf16") and ckpt.meta["config"]["channels_last"]
+        assert row["setup"] == f"{ckpt.meta.config['precision']}, channels-last"
+        assert ckpt.meta.config["precision"] in ("fp32", "bf16") and ckpt.meta.config["channels_last"]
 
 
 def test_degradation_reports_training_error(isolated_data_root, tmp_path, capsys):

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import cnnlab
+from cnnlab.train.losses import auxiliary_loss
 from cnnlab.layers.lrn import PaperLRN
 from cnnlab.specs.googlenet import INCEPTION_ROWS, TABLE_OPS_M, TABLE_OUTPUT, TABLE_PARAMS_K
 from cnnlab.specs.vgg import VGG_PARAMS_MILLIONS
@@ -114,11 +115,11 @@ def test_googlenet_stage_shapes_and_aux_heads():
     assert model(torch.zeros(1, 3, 224, 224)).shape == (1, 1000)  # eval: no auxiliary outputs
     model.train()
     out = model(torch.randn(2, 3, 224, 224))
-    assert [t.shape for t in out] == [(2, 1000)] * 3
+    assert [t.shape for t in (out.logits, *out.aux)] == [(2, 1000)] * 3
     ce = torch.nn.CrossEntropyLoss()
     target = torch.tensor([1, 2])
-    expected = ce(out.logits, target) + 0.3 * ce(out.aux1, target) + 0.3 * ce(out.aux2, target)
-    assert torch.allclose(model.training_loss(out, target, ce), expected)
+    expected = ce(out.logits, target) + 0.3 * ce(out.aux[0], target) + 0.3 * ce(out.aux[1], target)
+    assert torch.allclose(auxiliary_loss(out, target, ce), expected)
     five = model.features.inception3a.branch3[1].conv
     assert five.kernel_size == (5, 5)  # the paper's 5x5 branch
 
@@ -126,7 +127,7 @@ def test_googlenet_stage_shapes_and_aux_heads():
 def test_inception_v3_grids():
     model = cnnlab.create_model("inception_v3").eval()
     x, sides = torch.zeros(1, 3, 299, 299), {}
-    for name, layer in model.features.named_children():
+    for name, layer in model.trunk():
         x = layer(x)
         sides[name] = (x.shape[1], x.shape[-1])
     # Table 1 of the paper: 35x35x288 -> 17x17x768 -> 8x8x2048
@@ -144,15 +145,19 @@ def test_nin_has_no_fully_connected_layer():
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in small.modules()) == 12
 
 
-def test_googlenet_loss_function_and_aux_weights():
-    from cnnlab.models.googlenet import googlenet_loss
+def test_auxiliary_loss_weighs_googlenet_and_inception_heads_as_the_papers_do():
+    from cnnlab.backbone import AuxiliaryOutputs
+    from cnnlab.train.losses import auxiliary_loss
 
     torch.manual_seed(0)
     model = cnnlab.create_model("googlenet", num_classes=5, in_channels=1, small_input=True).train()
-    assert model.aux_loss_weights == (0.3, 0.3)
     out = model(torch.randn(2, 1, 28, 28))
+    assert isinstance(out, AuxiliaryOutputs) and out.weights == (0.3, 0.3) and len(out.aux) == 2
     target, ce = torch.tensor([0, 4]), torch.nn.CrossEntropyLoss()
-    by_hand = ce(out[0], target) + 0.3 * ce(out[1], target) + 0.3 * ce(out[2], target)
-    assert torch.allclose(googlenet_loss(out, target, ce), by_hand)
-    assert torch.allclose(googlenet_loss(out.logits, target, ce), ce(out.logits, target))  # evaluation: plain loss
-    assert cnnlab.create_model("inception_v3").aux_loss_weights == (0.3,)
+    by_hand = ce(out.logits, target) + 0.3 * ce(out.aux[0], target) + 0.3 * ce(out.aux[1], target)
+    assert torch.allclose(auxiliary_loss(out, target, ce), by_hand)
+    assert torch.allclose(auxiliary_loss(out.logits, target, ce), ce(out.logits, target))  # evaluation: plain loss
+    assert isinstance(model.eval()(torch.randn(2, 1, 28, 28)), torch.Tensor)  # no auxiliary heads in evaluation
+    inception = cnnlab.create_model("inception_v3", num_classes=5, in_channels=1, small_input=True).train()
+    out = inception(torch.randn(2, 1, 28, 28))
+    assert isinstance(out, AuxiliaryOutputs) and out.weights == (0.3,) and out.aux[0].shape == (2, 5)

@@ -15,12 +15,12 @@ def count(name: str, **kw) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def stage_shapes(module: torch.nn.Module, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
-    """Output shape (C, H, W) of each named child, run on the meta device (shapes only, no arithmetic)."""
+def stage_shapes(model: torch.nn.Module, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
+    """Output shape (C, H, W) after each trunk module, by its name, run on the meta device (shapes only)."""
     shapes = {}
-    for name, layer in module.named_children():
+    for path, layer in model.trunk():
         x = layer(x)
-        shapes[name] = tuple(x.shape[1:])
+        shapes[path.rsplit(".", 1)[-1]] = tuple(x.shape[1:])
     return shapes
 
 
@@ -63,7 +63,7 @@ def test_cifar_resnet_table6_parameters(depth):
 @pytest.mark.parametrize("name", ["resnet18", "resnet50", "se_resnet50"])
 def test_resnet_table1_output_sizes(name):
     model = meta_model(name)
-    shapes = stage_shapes(model.features, torch.zeros(1, 3, 224, 224, device="meta"))
+    shapes = stage_shapes(model, torch.zeros(1, 3, 224, 224, device="meta"))
     expansion = 1 if name == "resnet18" else 4
     assert shapes["conv1"][-1] == TABLE1_OUTPUT_SIDES["conv1"]
     for i, width in enumerate((64, 128, 256, 512)):
@@ -73,7 +73,7 @@ def test_resnet_table1_output_sizes(name):
 
 
 def test_cifar_resnet_grids():
-    shapes = stage_shapes(meta_model("resnet20").features, torch.zeros(1, 3, 32, 32, device="meta"))
+    shapes = stage_shapes(meta_model("resnet20"), torch.zeros(1, 3, 32, 32, device="meta"))
     # §4.2: 32x32x16 -> 16x16x32 -> 8x8x64
     assert [shapes[k] for k in ("layer1", "layer2", "layer3")] == [(16, 32, 32), (32, 16, 16), (64, 8, 8)]
 
@@ -108,7 +108,7 @@ def test_squeeze_excitation_by_hand():
 
 def test_densenet121_table1_shapes():
     model = meta_model("densenet121")
-    shapes = stage_shapes(model.features, torch.zeros(1, 3, 224, 224, device="meta"))
+    shapes = stage_shapes(model, torch.zeros(1, 3, 224, 224, device="meta"))
     # Table 1: 112 (conv), 56 (pool, block 1), 28 (transition 1, block 2), 14, 7; channels 64 + 6*32 = 256 ...
     expected = {"conv0": (64, 112, 112), "pool0": (64, 56, 56), "denseblock1": (256, 56, 56),
                 "transition1": (128, 28, 28), "denseblock2": (128 + 12 * 32, 28, 28), "transition2": (256, 14, 14),
@@ -118,7 +118,7 @@ def test_densenet121_table1_shapes():
 
 def test_mobilenet_v2_table2_shapes():
     model = meta_model("mobilenet_v2")
-    shapes = list(stage_shapes(model.features, torch.zeros(1, 3, 224, 224, device="meta")).values())
+    shapes = list(stage_shapes(model, torch.zeros(1, 3, 224, 224, device="meta")).values())
     # Table 2's "input" column of the next row = output of each row: 112²x32, 112²x16, 56²x24, 28²x32,
     # 14²x64, 14²x96, 7²x160, 7²x320, 7²x1280 (after 1, 1, 2, 3, 4, 3, 3, 1, 1 layers).
     ends = [1, 2, 4, 7, 11, 14, 17, 18, 19]
@@ -127,7 +127,7 @@ def test_mobilenet_v2_table2_shapes():
 
 
 def test_shufflenet_v2_table5_shapes():
-    shapes = stage_shapes(meta_model("shufflenet_v2_x1_0").features, torch.zeros(1, 3, 224, 224, device="meta"))
+    shapes = stage_shapes(meta_model("shufflenet_v2_x1_0"), torch.zeros(1, 3, 224, 224, device="meta"))
     assert shapes == {"conv1": (24, 112, 112), "maxpool": (24, 56, 56), "stage2": (116, 28, 28),
                       "stage3": (232, 14, 14), "stage4": (464, 7, 7), "conv5": (1024, 7, 7)}
 
@@ -139,7 +139,7 @@ def test_channel_shuffle_interleaves_the_groups():
 
 def test_squeezenet_table1_shapes():
     x = torch.zeros(1, 3, 227, 227, device="meta")
-    shapes = list(stage_shapes(meta_model("squeezenet1_0").features, x).values())
+    shapes = list(stage_shapes(meta_model("squeezenet1_0"), x).values())
     # Table 1 (227x227 input): conv1 111x111x96, maxpool1 55, fire2-4 128/128/256, maxpool4 27,
     # fire5-8 256/384/384/512, maxpool8 13, fire9 512
     assert shapes[0] == (96, 111, 111)
@@ -149,7 +149,7 @@ def test_squeezenet_table1_shapes():
 
 
 def test_xception_fig5_shapes():
-    shapes = stage_shapes(meta_model("xception").features, torch.zeros(1, 3, 299, 299, device="meta"))
+    shapes = stage_shapes(meta_model("xception"), torch.zeros(1, 3, 299, 299, device="meta"))
     # Fig. 5: entry flow -> 19x19x728, middle flow keeps it, exit flow -> 10x10x2048 (1024 after the residual block)
     assert shapes["entry3"] == shapes["middle8"] == (728, 19, 19)
     assert shapes["exit1"] == (1024, 10, 10) and shapes["exit2"] == (2048, 10, 10)
@@ -181,4 +181,4 @@ def test_recurrent_reads_rows(name):
 ])
 def test_small_input_grids(name, side):
     model = meta_model(name, num_classes=10, in_channels=1, small_input=True)
-    assert model.features(torch.zeros(1, 1, 28, 28, device="meta")).shape[-1] == side
+    assert model.forward_features(torch.zeros(1, 1, 28, 28, device="meta")).shape[-1] == side

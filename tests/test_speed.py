@@ -130,7 +130,7 @@ def test_precision_auto_is_decided_by_the_hardware_and_recorded(native, monkeypa
                                      "batch_size": 32, "precision": "auto", "out": str(tmp_path / "run"),
                                      "threads": 1})
     result = train(config)
-    assert load_checkpoint(result.run_dir).meta["config"]["precision"] == ("bf16" if native else "fp32")
+    assert load_checkpoint(result.run_dir).meta.config["precision"] == ("bf16" if native else "fp32")
 
 
 def test_fast_resnet_recipe():

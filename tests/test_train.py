@@ -105,5 +105,5 @@ def test_checkpoint_rebuilds_the_model(isolated_data_root, tmp_path):
     result = train(model="lenet5", epochs=1, out=str(tmp_path / "r"), **SMALL)
     ckpt = load_checkpoint(result.run_dir)
     assert ckpt.arch == "lenet5" and ckpt.input_size == (1, 28, 28) and ckpt.class_names[0] == "T-shirt/top"
-    assert ckpt.meta["config"]["batch_size"] == 64 and ckpt.meta["metrics"]["test_acc"] == result.final["test_acc"]
+    assert ckpt.meta.config["batch_size"] == 64 and ckpt.meta.metrics["test_acc"] == result.final["test_acc"]
     assert (result.run_dir / "curves.png").stat().st_size > 1000

@@ -17,6 +17,7 @@ from cnnlab.viz.cam import default_target_layer, explain, grad_cam, grad_cam_pp,
 from cnnlab.viz.confusion import confusion_matrix, plot_confusion, worst_mistakes
 from cnnlab.viz.curves import plot_curves, read_history
 from cnnlab.viz.embed import pca_2d, penultimate_features
+from cnnlab.train.meta import Preprocessing
 from cnnlab.viz.features import feature_maps, plot_feature_maps
 from cnnlab.viz.filters import filter_tiles, find_conv, plot_filters
 from cnnlab.viz.kernels import KERNELS, apply_kernel, gaussian_kernel
@@ -187,7 +188,7 @@ def test_inception_stages_cam_and_activation():
     heat = grad_cam(model, x, class_index=0)
     assert heat.shape == (12, 12) and 0.0 <= heat.min() and heat.max() <= 1.0
     images = torch.randint(0, 256, (10, 1, 12, 12), dtype=torch.uint8)
-    top = top_activations(model, "_inception1", images, 5, mean=[0.5], std=[0.5], k=3)
+    top = top_activations(model, "_inception1", images, 5, preprocessing=Preprocessing((1, 1, 1), (0.5,), (0.5,)), k=3)
     assert len(top.indices) == 3 and top.scores == sorted(top.scores, reverse=True)
 
 
@@ -431,21 +432,21 @@ def test_top_activations_find_the_brightest_pixels_and_their_receptive_fields():
     images[3, 0, 5, 0] = 200
     images[4, 0, 0, 0] = 100
     model = _PixelNet().eval()
-    top = top_activations(model, "conv1", images, 0, mean=[0.0], std=[1.0], k=3)
+    top = top_activations(model, "conv1", images, 0, preprocessing=Preprocessing((1, 1, 1), (0.0,), (1.0,)), k=3)
     assert top.indices == [1, 3, 4]
     assert top.scores == pytest.approx([250 / 255, 200 / 255, 100 / 255], rel=1e-5)
     assert top.boxes[0] == (2, 4, 3, 5)  # a 1x1 convolution sees exactly its own pixel
     plus = torch.zeros(2, 1, 6, 6, dtype=torch.uint8)
     plus[1, 0, 2, 3:6] = 250
     plus[1, 0, 1:4, 4] = 250  # a plus centred on (2, 4): only the 3x3 window there holds all five pixels
-    top = top_activations(model, "conv2", plus, 0, mean=[0.0], std=[1.0], k=1)
+    top = top_activations(model, "conv2", plus, 0, preprocessing=Preprocessing((1, 1, 1), (0.0,), (1.0,)), k=1)
     assert top.indices == [1] and top.scores[0] == pytest.approx(5 * 250 / 255, rel=1e-5)
     assert top.boxes[0] == (1, 3, 4, 6)  # the 3x3 window around (2, 4)
 
 
 def test_maximised_input_brightens_a_pixel_reading_channel():
     model = _PixelNet().eval()
-    result = maximize_channel(model, "conv1", 0, (1, 6, 6), mean=[0.0], std=[1.0], steps=60, lr=0.2)
+    result = maximize_channel(model, "conv1", 0, (1, 6, 6), preprocessing=Preprocessing((1, 1, 1), (0.0,), (1.0,)), steps=60, lr=0.2)
     assert result.image.shape == (1, 6, 6) and result.image.mean() > 0.9  # the channel is the pixel: white wins
     assert result.start == "noise" and result.final == pytest.approx(result.image.mean(), abs=1e-6)
     assert result.initial == pytest.approx(0.5, abs=0.05)  # sigmoid of faint noise: mid-grey
@@ -458,13 +459,13 @@ def test_maximisation_starts_from_the_fallback_when_the_channel_is_silent():
     model.features.insert(1, nn.ReLU())
     model.features[2] = nn.Conv2d(2, 1, 1)
     start = torch.full((1, 6, 6), 0.3)
-    result = maximize_channel(model, "features.1", 1, (1, 6, 6), mean=[0.0], std=[1.0], steps=3,
+    result = maximize_channel(model, "features.1", 1, (1, 6, 6), preprocessing=Preprocessing((1, 1, 1), (0.0,), (1.0,)), steps=3,
                               fallback_start=start)
     assert result.start == "top image" and result.initial == 0.0
     # only the small L2 pull towards grey moves a silent channel's image: three Adam steps of 0.05 in logit
     assert np.all(np.abs(result.image - 0.3) < 0.04)
     with pytest.raises(ValueError, match="out of range"):
-        maximize_channel(model, "conv1", 5, (1, 6, 6), mean=[0.0], std=[1.0], steps=1)
+        maximize_channel(model, "conv1", 5, (1, 6, 6), preprocessing=Preprocessing((1, 1, 1), (0.0,), (1.0,)), steps=1)
 
 
 # --- confusion, embedding, curves ----------------------------------------------------------------------------
@@ -499,7 +500,7 @@ def test_pca_matches_the_covariance_eigenvectors():
 def test_penultimate_features_are_the_input_of_the_last_linear_layer():
     model = cnnlab.create_model("lenet5").eval()
     images = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
-    feats = penultimate_features(model, images, mean=[0.5], std=[0.25])
+    feats = penultimate_features(model, images, preprocessing=Preprocessing((1, 1, 1), (0.5,), (0.25,)))
     x = (images.float() / 255 - 0.5) / 0.25
     with torch.no_grad():
         expected = model.classifier[:-1](model.features(x))  # everything but the output layer: 84 values

@@ -101,7 +101,7 @@ def test_features_shapes_match_pytorch(checkpoint, capsys, tmp_path):
     x = torch.randn(1, 1, 28, 28)
     assert [s["shape"] for s in item["stages"]] == [list(m.shape[1:]) for _, m in feature_maps(model, x) if m.dim() == 4]
     with torch.no_grad():
-        assert item["stages"][-1]["shape"] == list(model.features(x).shape[1:])
+        assert item["stages"][-1]["shape"] == list(model.forward_features(x).shape[1:])
 
 
 def test_cam_on_a_file_and_for_a_named_class(checkpoint, capsys, tmp_path):
@@ -134,7 +134,8 @@ def test_confusion_and_embed(checkpoint, capsys, tmp_path):
     assert confusion["accuracy"] == pytest.approx(np.trace(matrix) / 150)
     assert len(mistakes["indices"]) == min(24, 150 - np.trace(matrix))
     (embed,) = _viz(capsys, "embed", str(folder), "--limit", "150", "--out", str(tmp_path))
-    last = [m for m in model.classifier.modules() if isinstance(m, torch.nn.Linear)][-1]
+    last = [m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)
+            and not n.startswith("aux")][-1]  # the output layer, not an auxiliary head's
     assert embed["dimensions"] == last.in_features and embed["images"] == 150
 
 

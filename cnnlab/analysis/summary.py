@@ -32,7 +32,6 @@ no arithmetic: a ResNet-152 summary takes about a second) and on the model's own
 from __future__ import annotations
 
 import csv
-import inspect
 import io
 import math
 from dataclasses import asdict, dataclass, field
@@ -372,21 +371,18 @@ def parse_input_size(text: str | Sequence[int]) -> tuple[int, ...]:
 
 def _build(name: str, input_size: tuple[int, ...] | None, device: str,
            kwargs: dict) -> tuple[nn.Module, tuple[int, ...]]:
-    from ..registry import model_info
+    from ..registry import create_model, model_arguments, model_info
 
     info = model_info(name)
     if input_size is None:
         input_size = tuple(info.input_size)
-    accepted = inspect.signature(info.builder).parameters
-    if tuple(input_size) != tuple(info.input_size):
-        # Builders that size their classifier from the image take the size the user asks for.
-        if "in_channels" in accepted and "in_channels" not in kwargs:
-            kwargs = {**kwargs, "in_channels": input_size[0]}
-        if "image_size" in accepted and "image_size" not in kwargs and len(input_size) == 3 \
-                and input_size[1] == input_size[2]:
-            kwargs = {**kwargs, "image_size": input_size[1]}
+    if tuple(input_size) != tuple(info.input_size) and len(input_size) == 3:
+        # The size asked for picks the channels, and the small-input form for small images.
+        standard = {k: kwargs.pop(k) for k in ("num_classes", "small_input") if k in kwargs}
+        kwargs = {**model_arguments(name, input_size=input_size, num_classes=standard.get("num_classes"),
+                                    small_input=standard.get("small_input", "auto")), **kwargs}
     with torch.device(device):
-        return info.builder(**kwargs), input_size
+        return create_model(name, **kwargs), input_size
 
 
 def summarize(model_or_name: nn.Module | str, input_size: Sequence[int] | str | None = None, *,

@@ -119,7 +119,6 @@ def score(forward: Forward, images: torch.Tensor, batch_size: int = 250) -> torc
 def _load(model_arg: str, data: str, data_dir: str, limit_test: int, image_size: int):
     """The model, its input size, evaluation images (normalised), labels (or None) and calibration images."""
     from ..data import load_dataset
-    from ..data.transforms import normalize
 
     path = Path(model_arg)
     if path.exists():
@@ -127,15 +126,14 @@ def _load(model_arg: str, data: str, data_dir: str, limit_test: int, image_size:
 
         ckpt = load_checkpoint(path)
         model, input_size = ckpt.model, ckpt.input_size
-        dataset = data or ckpt.meta.get("dataset") or ""
-        mean, std = ckpt.mean, ckpt.std
+        dataset = data or ckpt.meta.dataset
+        normalize = ckpt.preprocessing.normalize
         if dataset:
             test = load_dataset(dataset, "test", data_dir or None)
             train = load_dataset(dataset, "train", data_dir or None)
             n = min(limit_test, len(test)) if limit_test else len(test)
-            images = normalize(test.images[:n], mean, std)
-            calib = normalize(train.images[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:256]],
-                              mean, std)
+            images = normalize(test.images[:n])
+            calib = normalize(train.images[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:256]])
             return model, input_size, images, test.labels[:n], calib, f"{ckpt.arch} ({path})"
     else:
         from ..registry import create_model, model_info

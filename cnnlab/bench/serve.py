@@ -14,7 +14,6 @@ connections, from a minimal asyncio client, so the load generator spends as litt
 from __future__ import annotations
 
 import asyncio
-import inspect
 import io
 import os
 import signal
@@ -44,28 +43,19 @@ def bench_checkpoint(name: str, directory: Path, *, seed: int = 0) -> tuple[Path
     it, for 1 x 28 x 28 (Fashion-MNIST-sized) images, like LeNet-5."""
     import torch
 
-    from ..registry import create_model, list_models, model_info
+    from ..registry import create_model, list_models, model_arguments, model_info
     from ..train.checkpoint import save_checkpoint
 
     if name not in list_models():
         raise ConfigError(f"model '{name}' is not registered here (known: {', '.join(list_models())})")
     info = model_info(name)
-    kwargs: dict[str, Any] = {"num_classes": 10}
-    accepted = inspect.signature(info.builder).parameters
-    size = tuple(info.input_size)
-    if "small_input" in accepted and size[1] > 28:
-        kwargs["small_input"] = True
-        size = (1, 28, 28)
-    if "in_channels" in accepted:
-        kwargs["in_channels"] = size[0]
-    if "image_size" in accepted:
-        kwargs["image_size"] = size[1]
+    size = (1, 28, 28) if info.has_small_form and info.input_size[1] > 28 else tuple(info.input_size)
+    kwargs = model_arguments(name, input_size=size, num_classes=10)
     torch.manual_seed(seed)
-    model = create_model(name, **{k: v for k, v in kwargs.items() if k in accepted})
+    model = create_model(name, **kwargs)
     folder = save_checkpoint(directory / name, model, {
-        "arch": name, "arch_kwargs": {k: v for k, v in kwargs.items() if k in accepted},
-        "class_names": [f"class{i}" for i in range(10)], "input_size": list(size),
-        "mean": [0.5] * size[0], "std": [0.25] * size[0], "dataset": "benchmark",
+        "arch": name, "arch_kwargs": kwargs, "class_names": [f"class{i}" for i in range(10)],
+        "input_size": list(size), "mean": [0.5] * size[0], "std": [0.25] * size[0], "dataset": "benchmark",
     })
     return folder, size
 

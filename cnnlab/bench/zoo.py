@@ -35,7 +35,7 @@ def _train_models(names, args) -> list[dict]:
         checkpoint = load_checkpoint(result.run_dir)
         rows.append({"model": name, "input": "x".join(map(str, checkpoint.input_size)),
                      "epochs": len(result.history), "test_acc": result.final["test_acc"],
-                     "setup": f"{checkpoint.meta['config']['precision']}, "
+                     "setup": f"{checkpoint.meta.config['precision']}, "
                               f"{'channels-last' if args.channels_last else 'NCHW'}",
                      "params": sum(p.numel() for p in checkpoint.model.parameters()),
                      "seconds": round(time.perf_counter() - start, 1),

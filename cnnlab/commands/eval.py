@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import add_verb
-from ..console import print_json, print_table
+from ..console import print_json
 
 
 def register(subparsers) -> None:
@@ -20,31 +20,24 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..data import load_dataset
     from ..errors import DataError
+    from ..tasks import get_task
     from ..train.checkpoint import load_checkpoint
-    from ..train.trainer import evaluate
 
     ckpt = load_checkpoint(args.checkpoint, device=args.device)
-    name = args.data or ckpt.meta.get("dataset")
+    task = get_task(ckpt.task)
+    name = args.data or ckpt.meta.dataset
     if not name:
         raise DataError("the checkpoint does not say which dataset it was trained on; pass --data")
-    data = load_dataset(name, args.split, args.data_dir)
+    data = task.load_split(name, args.split, args.data_dir)
     if args.limit:
         data = data.subset(slice(0, args.limit))
-    if tuple(data.input_size) != ckpt.input_size:
+    if data.input_size is not None and tuple(data.input_size) != ckpt.input_size:
         raise DataError(f"{name} images are {data.input_size}, the model expects {ckpt.input_size}")
-    m = evaluate(ckpt.model, data, device=args.device, mean=ckpt.mean, std=ckpt.std)
-    result = {"checkpoint": str(ckpt.path), "arch": ckpt.arch, "dataset": name, "split": args.split, **m,
-              "classes": ckpt.class_names}
+    m = task.evaluate(ckpt.model, data, device=args.device, preprocessing=ckpt.preprocessing)
     if args.json:
-        print_json(result)
+        print_json({"checkpoint": str(ckpt.path), "arch": ckpt.arch, "task": ckpt.task, "dataset": name,
+                    "split": args.split, **m, "classes": ckpt.class_names})
         return 0
-    print(f"{ckpt.arch} on {name}/{args.split} ({m['images']} images): top-1 {m['top1']:.4f}  "
-          f"top-5 {m['top5']:.4f}  loss {m['loss']:.4f}")
-    print_table([(c, f"{a:.4f}") for c, a in zip(ckpt.class_names, m["per_class"])], ["class", "accuracy"],
-                title="per-class accuracy", justify_right=["accuracy"])
-    names = [c[:8] for c in ckpt.class_names]
-    print_table([[names[i]] + row for i, row in enumerate(m["confusion"])], ["true \\ pred"] + names,
-                title="confusion matrix", justify_right=names)
+    task.report(m, ckpt, dataset=name, split=args.split)
     return 0

@@ -30,17 +30,16 @@ def check_images(ckpt, count: int, data_dir: str):
     """Normalised test images of the checkpoint's dataset, or seeded noise where it is not at hand."""
     import torch
 
-    from ..data.transforms import normalize
     from ..errors import CnnlabError
 
-    dataset = ckpt.meta.get("dataset")
+    dataset = ckpt.meta.dataset
     if dataset and count:
         try:
             from ..data import load_dataset
 
             test = load_dataset(dataset, "test", data_dir or None, download_missing=False)
             if tuple(test.input_size) == tuple(ckpt.input_size):
-                return normalize(test.images[:count], ckpt.mean, ckpt.std), f"{dataset} test images"
+                return ckpt.preprocessing.normalize(test.images[:count]), f"{dataset} test images"
         except CnnlabError:
             pass
     return torch.randn(max(count, 16), *ckpt.input_size, generator=torch.Generator().manual_seed(0)), "random inputs"

@@ -22,21 +22,20 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import torch
 
-    from ..predict import Predictor, image_to_uint8, open_image
+    from ..predict import open_image
+    from ..tasks import get_task
     from ..train.checkpoint import load_checkpoint
 
     if args.top_k < 1:
         raise ValueError("--top-k must be at least 1")
-    predictor = Predictor(load_checkpoint(args.checkpoint, device=args.device), device=args.device)
-    batch = torch.stack([image_to_uint8(open_image(path), predictor.input_size, invert=args.invert)
-                         for path in args.images])
+    checkpoint = load_checkpoint(args.checkpoint, device=args.device)
+    task = get_task(checkpoint.task)
+    predictor = task.predictor(checkpoint, device=args.device)
+    invert = True if args.invert else None
+    batch = torch.stack([checkpoint.preprocessing.image(open_image(path), invert=invert) for path in args.images])
     results = predictor.predict_batch(batch, args.top_k)
     if args.json:
-        print_json([{"image": path, "top": [{"class": p.label, "index": p.index, "score": round(p.score, 6)}
-                                           for p in preds]} for path, preds in zip(args.images, results)])
+        print_json([{"image": path, "top": task.describe(preds)} for path, preds in zip(args.images, results)])
         return 0
-    for path, preds in zip(args.images, results):
-        print(path)
-        for p in preds:
-            print(f"  {p.score:7.2%}  {p.label}")
+    task.print_predictions(args.images, results)
     return 0

@@ -37,15 +37,27 @@ def run(args) -> int:
     from ..train.config import build_config
     from ..train.trainer import Trainer
 
+    from ..errors import ConfigError
+    from ..registry import model_info
+    from ..train.config import coerce
+
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
+    extend_to = None
+    if args.resume:
+        # A resumed run is the saved run: only its length may change (--epochs N extends it to N).
+        others = sorted(set(overrides) - {"epochs"}) + [flag for flag, given in (
+            ("MODEL", args.model_name), ("--recipe", args.recipe), ("--config", args.config)) if given]
+        if others:
+            raise ConfigError(f"--resume continues the run with its saved settings; only --epochs may be given "
+                              f"with it (got {', '.join(others)})")
+        if "epochs" in overrides:
+            extend_to = coerce("epochs", overrides.pop("epochs"), int)
     if args.model_name:
         overrides["model"] = args.model_name
     config = build_config(recipe=args.recipe, file=args.config, overrides=overrides)
-    from ..registry import model_info
-
     model_info(config.model)  # fail fast on an unknown name, before loading data
     log = (lambda s: None) if (args.quiet or args.json) else print
-    trainer = Trainer(config, resume=args.resume, progress=not (args.quiet or args.json), log=log)
+    trainer = Trainer(config, resume=args.resume, extend_to=extend_to, progress=not (args.quiet or args.json), log=log)
     try:
         result = trainer.run()
     finally:
@@ -54,13 +66,16 @@ def run(args) -> int:
         teardown(trainer.dist)
     if not trainer.dist.is_main:  # rank 0 reports for the whole run
         return 0
-    summary = {"run_dir": str(result.run_dir), "model": trainer.config.model, "data": trainer.config.data,
-               "epochs": len(result.history), "test_acc": result.final.get("test_acc"),
-               "test_top5": result.final.get("test_top5"), "seconds": round(result.seconds, 2),
-               "train_images_per_second": round(result.train_images_per_second, 1)}
+    task = trainer.task
+    summary = {"run_dir": str(result.run_dir), "model": trainer.config.model, "task": task.name,
+               "data": trainer.config.data, "epochs": len(result.history),
+               **{k: v for k, v in result.final.items() if k.startswith("test_")},
+               "seconds": round(result.seconds, 2), "train_images_per_second": round(result.train_images_per_second, 1)}
     if args.json:
         print_json(summary)
     elif not args.quiet:
-        print(f"saved {result.run_dir}  test_acc {summary['test_acc']:.4f}  "
+        key = f"test_{task.primary}"
+        figure = f"  {key} {summary[key]:.4f}" if isinstance(summary.get(key), float) else ""
+        print(f"saved {result.run_dir}{figure}  "
               f"{summary['train_images_per_second']:.0f} train img/s  {summary['seconds']:.1f}s")
     return 0

@@ -143,7 +143,7 @@ def _dataset(args, ckpt, split: str = "test"):
     from ..data import load_dataset
     from ..errors import DataError
 
-    name = args.data or ckpt.meta.get("dataset")
+    name = args.data or ckpt.meta.dataset
     if not name:
         raise DataError("the checkpoint does not say which dataset it was trained on; pass --data")
     data = load_dataset(name, split, args.data_dir)
@@ -156,11 +156,10 @@ def _dataset(args, ckpt, split: str = "test"):
 
 def _one_image(args, ckpt):
     """(uint8 C x H x W as the model sees it, a label for titles)."""
-    from ..predict import image_to_uint8, open_image
+    from ..predict import open_image
 
     if args.image:
-        invert = args.invert or bool(ckpt.meta.get("invert_photos", False))
-        return image_to_uint8(open_image(args.image), ckpt.input_size, invert=invert), Path(args.image).name
+        return ckpt.preprocessing.image(open_image(args.image), invert=True if args.invert else None), Path(args.image).name
     data = _dataset(args, ckpt)
     if not 0 <= args.index < len(data):
         raise ValueError(f"--index {args.index} is out of range: the test set has {len(data)} images")
@@ -169,9 +168,7 @@ def _one_image(args, ckpt):
 
 
 def _model_input(image_chw, ckpt):
-    from ..data.transforms import normalize
-
-    return normalize(image_chw[None], ckpt.mean, ckpt.std)
+    return ckpt.preprocessing.normalize(image_chw[None])
 
 
 def _hwc(image_chw):
@@ -260,8 +257,8 @@ def run_activation(args) -> int:
     ckpt = _checkpoint(args.checkpoint)
     data = _dataset(args, ckpt)
     layer = find_module(ckpt.model, args.layer)
-    top = top_activations(ckpt.model, layer, data.images, args.channel, mean=ckpt.mean, std=ckpt.std, k=args.top)
-    optimised = maximize_channel(ckpt.model, layer, args.channel, ckpt.input_size, mean=ckpt.mean, std=ckpt.std,
+    top = top_activations(ckpt.model, layer, data.images, args.channel, preprocessing=ckpt.preprocessing, k=args.top)
+    optimised = maximize_channel(ckpt.model, layer, args.channel, ckpt.input_size, preprocessing=ckpt.preprocessing,
                                  steps=args.steps, fallback_start=data.images[top.indices[0]].float() / 255.0)
     fig = plot_activation(data.images, top, optimised,
                           title=f"{ckpt.arch} {args.layer} channel {args.channel}: what excites it")
@@ -313,7 +310,7 @@ def run_confusion(args) -> int:
 
     ckpt = _checkpoint(args.checkpoint)
     data = _dataset(args, ckpt)
-    probs = predict_probabilities(ckpt.model, data.images, mean=ckpt.mean, std=ckpt.std)
+    probs = predict_probabilities(ckpt.model, data.images, preprocessing=ckpt.preprocessing)
     names = ckpt.class_names
     matrix = confusion_matrix(data.labels.numpy(), probs.argmax(1).numpy(), len(names))
     stem = _stem(ckpt)
@@ -336,7 +333,7 @@ def run_embed(args) -> int:
 
     ckpt = _checkpoint(args.checkpoint)
     data = _dataset(args, ckpt)
-    feats = penultimate_features(ckpt.model, data.images, mean=ckpt.mean, std=ckpt.std)
+    feats = penultimate_features(ckpt.model, data.images, preprocessing=ckpt.preprocessing)
     coords, explained = pca_2d(feats.numpy())
     fig = plot_embedding(coords, data.labels.numpy(), ckpt.class_names, explained,
                          title=f"{ckpt.arch}: penultimate features ({feats.shape[1]}-D) by PCA")

@@ -19,12 +19,13 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from ..backbone import Backbone, FeatureInfo, Stages
 from ..layers.lrn import PaperLRN
 from ..registry import register_model
 from ..specs.alexnet import ALEXNET_CONVS, ALEXNET_FC, ZFNET_CONVS
 
 
-class PaperAlexNet(nn.Module):
+class PaperAlexNet(Backbone):
     """AlexNet / ZFNet built from a conv table: conv -> ReLU [-> LRN -> pool] ... -> FC head."""
 
     def __init__(self, convs: list[tuple], *, num_classes: int, in_channels: int, fc: list[int],
@@ -32,19 +33,25 @@ class PaperAlexNet(nn.Module):
                  ceil_pools: bool = False, dropout: float = 0.5, image_size: int = 227):
         super().__init__()
         layers: dict[str, nn.Module] = {}
+        stages = Stages()
         channels, side = in_channels, image_size
         for name, filters, kernel, stride, padding, groups in convs:
             layers[name] = nn.Conv2d(channels, filters, kernel, stride, padding, groups=groups)
             layers[f"relu{name[-1]}"] = nn.ReLU(inplace=True)
+            stages.add(f"features.{name}", filters, stride)
+            stages.add(f"features.relu{name[-1]}", filters)
             side = (side + 2 * padding - kernel) // stride + 1
             if name in lrn_after:
                 layers[f"norm{name[-1]}"] = PaperLRN()
+                stages.add(f"features.norm{name[-1]}", filters)
             if name in pool_after:
                 # Overlapping pooling (§3.4): 3x3 windows with stride 2.
                 layers[f"pool{name[-1]}"] = nn.MaxPool2d(3, 2, ceil_mode=ceil_pools)
+                stages.add(f"features.pool{name[-1]}", filters, 2)
                 side = -(-(side - 3) // 2) + 1 if ceil_pools else (side - 3) // 2 + 1
             channels = filters
         self.features = nn.Sequential(OrderedDict(layers))  # N x 256 x 6 x 6 at 227x227
+        self.feature_info = stages.info()
         head: list[nn.Module] = [nn.Flatten()]
         width = channels * side * side
         for units in fc:
@@ -53,11 +60,8 @@ class PaperAlexNet(nn.Module):
         head.append(nn.Linear(width, num_classes))
         self.classifier = nn.Sequential(*head)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
 
-
-class AlexNet(nn.Module):
+class AlexNet(Backbone):
     """Single-tower AlexNet with torchvision's layout and parameter names (``features.0`` ...)."""
 
     def __init__(self, *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False,
@@ -86,6 +90,11 @@ class AlexNet(nn.Module):
                 nn.MaxPool2d(3, 2),  # N x 256 x 6 x 6
             )
             pooled, hidden = 6, 4096
+        # conv1..conv5 activations and the last pool; the small form starts at stride 1, the paper's at 4.
+        first = 1 if small_input else 4
+        self.feature_info = [FeatureInfo(f"features.{i}", self.features[i - 1].out_channels, first * r)
+                             for i, r in ((1, 1), (4, 2), (11, 4))] + [
+                             FeatureInfo("features.12", self.features[10].out_channels, first * 8)]
         channels = self.features[-3].out_channels
         self.avgpool = nn.AdaptiveAvgPool2d(pooled)
         self.classifier = nn.Sequential(
@@ -94,8 +103,10 @@ class AlexNet(nn.Module):
             nn.Linear(hidden, num_classes),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+    head_modules = ("avgpool", "classifier")
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return super().forward_head(torch.flatten(self.avgpool(x), 1), pre_logits)
 
 
 @register_model("alexnet_original", family="AlexNet", paper="Krizhevsky et al., NIPS 2012", year=2012,

@@ -18,13 +18,14 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from ..backbone import Backbone, Stages
 from ..layers.dense import DenseBlock, PooledLinear, Transition
 from ..registry import register_model
 from ..specs.densenet import (BOTTLENECK_FACTOR, COMPRESSION, DENSENET_BLOCKS, GROWTH_RATE, SMALL_BC_BLOCKS,
                               SMALL_BC_GROWTH, STEM_CHANNELS)
 
 
-class DenseNet(nn.Module):
+class DenseNet(Backbone):
     """Stem -> dense blocks separated by transitions -> BN -> ReLU (``features``) -> pool + FC (``classifier``)."""
 
     def __init__(self, *, blocks: tuple[int, ...], growth_rate: int = GROWTH_RATE, stem_channels: int = STEM_CHANNELS,
@@ -45,17 +46,25 @@ class DenseNet(nn.Module):
                     ("norm0", nn.BatchNorm2d(stem_channels)), ("relu0", nn.ReLU(inplace=True)),
                     ("pool0", nn.MaxPool2d(3, 2, 1))]
         layers = OrderedDict(stem)
+        stages = Stages()
+        for name, module in stem:
+            stride = module.stride if isinstance(module, (nn.Conv2d, nn.MaxPool2d)) else 1
+            stages.add(f"features.{name}", stem_channels, stride[0] if isinstance(stride, tuple) else stride)
         channels = stem_channels
         for i, count in enumerate(blocks):
             layers[f"denseblock{i + 1}"] = DenseBlock(count, channels, growth_rate, BOTTLENECK_FACTOR)
             channels = DenseBlock.out_channels(count, channels, growth_rate)
+            stages.add(f"features.denseblock{i + 1}", channels)
             if i < len(blocks) - 1:  # transition: 56 -> 28 -> 14 -> 7
                 out = int(channels * COMPRESSION)
                 layers[f"transition{i + 1}"] = Transition(channels, out)
                 channels = out
+                stages.add(f"features.transition{i + 1}", channels, 2)
         layers["norm5"] = nn.BatchNorm2d(channels)
         layers["relu5"] = nn.ReLU(inplace=True)
+        stages.add("features.relu5", channels)
         self.features = nn.Sequential(layers)  # N x 1024 x 7 x 7 for densenet121 at 224
+        self.feature_info = stages.info()
         self.classifier = PooledLinear(channels, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d) and m.weight.device.type != "meta":
@@ -63,8 +72,9 @@ class DenseNet(nn.Module):
             elif isinstance(m, nn.Linear):
                 nn.init.zeros_(m.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        # classifier is a PooledLinear (torchvision's name for the FC): pool here for the pre-logits.
+        return torch.flatten(x.mean((2, 3), keepdim=True), 1) if pre_logits else self.classifier(x)
 
 
 _TOP = {"densenet121": (74.434, 91.972), "densenet169": (75.6, 92.806), "densenet201": (76.896, 93.37),

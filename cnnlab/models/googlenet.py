@@ -4,8 +4,9 @@ Built from Table 1 (see :mod:`cnnlab.specs.googlenet`), with the table's true 5x
 popular implementations use 3x3 there), ReLU after every convolution, local response normalisation
 in the stem, 40% dropout before the classifier, and the two auxiliary classifiers of §5 after 4a and
 4d: average pool 5x5/3, 1x1 conv with 128 filters, FC 1024, 70% dropout, FC classes. In training mode
-``forward`` returns ``(logits, aux1, aux2)`` and :meth:`GoogLeNet.training_loss` combines them as
-main + 0.3 * aux1 + 0.3 * aux2; in evaluation mode the auxiliary heads are skipped.
+``forward`` returns :class:`~cnnlab.backbone.AuxiliaryOutputs` ``(logits, (aux1, aux2), (0.3, 0.3))``
+and :func:`cnnlab.train.losses.auxiliary_loss` combines them as main + 0.3 * aux1 + 0.3 * aux2; in
+evaluation mode the auxiliary heads are skipped.
 
 ``batch_norm=True`` adds batch normalisation after each convolution (as in Inception v2), and
 ``small_input=True`` gives the 28x28 form: a 3x3 stride-1 stem without its first two poolings and,
@@ -15,29 +16,22 @@ unless ``width`` says otherwise, a quarter of Table 1's widths, with batch norm 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from ..backbone import AuxiliaryOutputs, Backbone, Stages
+from ..layers.conv import ConvBNAct
 from ..layers.lrn import PaperLRN
 from ..registry import register_model
 from ..specs.googlenet import INCEPTION_ROWS, inception_out_channels
 
-
-class GoogLeNetOutputs(NamedTuple):
-    logits: torch.Tensor
-    aux1: torch.Tensor
-    aux2: torch.Tensor
+AUX_WEIGHT = 0.3  # §5: "their loss is added to the total loss of the network with a discount weight"
 
 
-def conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1, batch_norm: bool = False) -> nn.Sequential:
+def conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1, batch_norm: bool = False) -> ConvBNAct:
     """conv -> [BN] -> ReLU, padded to keep the size."""
-    layers = [("conv", nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2, bias=not batch_norm))]
-    if batch_norm:
-        layers.append(("bn", nn.BatchNorm2d(out_channels)))
-    layers.append(("relu", nn.ReLU(inplace=True)))
-    return nn.Sequential(OrderedDict(layers))
+    return ConvBNAct(in_channels, out_channels, kernel, stride, norm=batch_norm)
 
 
 class Inception(nn.Module):
@@ -76,24 +70,12 @@ class AuxiliaryClassifier(nn.Module):
         return self.fc2(self.dropout(torch.relu(self.fc1(x))))
 
 
-def googlenet_loss(outputs, target: torch.Tensor, criterion: nn.Module) -> torch.Tensor:
-    """§5's training loss: main + 0.3 * aux1 + 0.3 * aux2 for :class:`GoogLeNetOutputs`, else the plain loss."""
-    if isinstance(outputs, GoogLeNetOutputs):
-        w1, w2 = GoogLeNet.aux_loss_weights
-        return (criterion(outputs.logits, target) + w1 * criterion(outputs.aux1, target)
-                + w2 * criterion(outputs.aux2, target))
-    return criterion(outputs, target)
-
-
-class GoogLeNet(nn.Module):
-    """GoogLeNet; in training mode ``forward`` returns ``GoogLeNetOutputs(logits, aux1, aux2)``.
-
-    Use :meth:`training_loss` (or :func:`googlenet_loss`) to combine them; ``aux_loss_weights`` gives
-    the auxiliary heads' discount weights. In evaluation mode ``forward`` returns the logits only.
+class GoogLeNet(Backbone):
+    """GoogLeNet; in training mode ``forward`` returns ``AuxiliaryOutputs(logits, (aux1, aux2), (0.3, 0.3))``,
+    in evaluation mode the logits only.
     """
 
-    AUX_WEIGHT = 0.3  # §5: "their loss is added to the total loss of the network with a discount weight"
-    aux_loss_weights = (AUX_WEIGHT, AUX_WEIGHT)
+    head_modules = ("classifier", "aux1", "aux2")
 
     def __init__(self, *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False,
                  batch_norm: bool | None = None, width: float | None = None, aux_logits: bool = True,
@@ -106,32 +88,40 @@ class GoogLeNet(nn.Module):
             return max(8, int(round(c * width)))
 
         rows = {name: (0,) + tuple(w(c) for c in row[1:]) for name, row in INCEPTION_ROWS.items()}
+        # (name, module, output channels, stride)
         if small_input:  # 28x28 -> 28 (stem) -> 14 (pool) -> 7 -> 3
-            stem = [("conv1", conv(in_channels, w(64), 3, batch_norm=batch_norm)),
-                    ("conv2", conv(w(64), w(64), 1, batch_norm=batch_norm)),
-                    ("conv3", conv(w(64), w(192), 3, batch_norm=batch_norm)),
-                    ("pool2", nn.MaxPool2d(3, 2, padding=1))]
+            stem = [("conv1", conv(in_channels, w(64), 3, batch_norm=batch_norm), w(64), 1),
+                    ("conv2", conv(w(64), w(64), 1, batch_norm=batch_norm), w(64), 1),
+                    ("conv3", conv(w(64), w(192), 3, batch_norm=batch_norm), w(192), 1),
+                    ("pool2", nn.MaxPool2d(3, 2, padding=1), w(192), 2)]
         else:  # 224 -> 112 -> 56 -> 28 (Table 1's first rows)
-            stem = [("conv1", conv(in_channels, w(64), 7, 2, batch_norm=batch_norm)),
-                    ("pool1", nn.MaxPool2d(3, 2, ceil_mode=True)), ("norm1", PaperLRN()),
-                    ("conv2", conv(w(64), w(64), 1, batch_norm=batch_norm)),
-                    ("conv3", conv(w(64), w(192), 3, batch_norm=batch_norm)), ("norm2", PaperLRN()),
-                    ("pool2", nn.MaxPool2d(3, 2, ceil_mode=True))]
-        layers = OrderedDict(stem)
+            stem = [("conv1", conv(in_channels, w(64), 7, 2, batch_norm=batch_norm), w(64), 2),
+                    ("pool1", nn.MaxPool2d(3, 2, ceil_mode=True), w(64), 2), ("norm1", PaperLRN(), w(64), 1),
+                    ("conv2", conv(w(64), w(64), 1, batch_norm=batch_norm), w(64), 1),
+                    ("conv3", conv(w(64), w(192), 3, batch_norm=batch_norm), w(192), 1),
+                    ("norm2", PaperLRN(), w(192), 1),
+                    ("pool2", nn.MaxPool2d(3, 2, ceil_mode=True), w(192), 2)]
+        layers = OrderedDict((name, module) for name, module, _, _ in stem)
+        stages = Stages()
+        for name, _, out, stride in stem:
+            stages.add(f"features.{name}", out, stride)
         channels = w(192)
         for name in INCEPTION_ROWS:
             if name in ("4a", "5a"):
                 layers[f"pool{name[0]}"] = nn.MaxPool2d(3, 2, ceil_mode=True)
+                stages.add(f"features.pool{name[0]}", channels, 2)
             row = rows[name]
             layers[f"inception{name}"] = Inception(channels, *row[1:], batch_norm=batch_norm)
             channels = inception_out_channels(row)
+            stages.add(f"features.inception{name}", channels)
         self.features = nn.Sequential(layers)  # N x 1024 x 7 x 7 at 224x224
+        self.feature_info = stages.info()
         self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
                                         nn.Linear(channels, num_classes))
         self.aux1 = AuxiliaryClassifier(inception_out_channels(rows["4a"]), num_classes, small_input, batch_norm) if aux_logits else None
         self.aux2 = AuxiliaryClassifier(inception_out_channels(rows["4d"]), num_classes, small_input, batch_norm) if aux_logits else None
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor) -> torch.Tensor | AuxiliaryOutputs:
         use_aux = self.training and self.aux1 is not None
         aux = []
         for name, layer in self.features.named_children():
@@ -140,12 +130,8 @@ class GoogLeNet(nn.Module):
                 aux.append(self.aux1(x))
             elif use_aux and name == "inception4d":
                 aux.append(self.aux2(x))
-        logits = self.classifier(x)
-        return GoogLeNetOutputs(logits, *aux) if use_aux else logits
-
-    def training_loss(self, outputs, target: torch.Tensor, criterion: nn.Module) -> torch.Tensor:
-        """main + 0.3 * aux1 + 0.3 * aux2 in training; the plain loss otherwise."""
-        return googlenet_loss(outputs, target, criterion)
+        logits = self.forward_head(x)
+        return AuxiliaryOutputs(logits, tuple(aux), (AUX_WEIGHT, AUX_WEIGHT)) if use_aux else logits
 
 
 @register_model("googlenet", family="GoogLeNet", paper="Szegedy et al., CVPR 2015", year=2014,

@@ -4,8 +4,8 @@ Factorised convolutions: a 5x5 becomes two 3x3s (Fig. 5, ``InceptionA``), an nxn
 (Fig. 6, ``InceptionC`` with n = 7), and the coarsest grid uses expanded 1x3 / 3x1 filter banks
 (Fig. 7, ``InceptionE``); grid size shrinks by parallel stride-2 convolution and pooling (Fig. 10,
 ``InceptionB``/``InceptionD``). Batch-normalised convolutions throughout, one auxiliary classifier on
-the 17x17 grid (weight 0.3 in :meth:`InceptionV3.training_loss`, as is customary; the paper uses it
-as a regulariser). Module and parameter names follow torchvision (``Conv2d_1a_3x3``, ``Mixed_5b``...).
+the 17x17 grid (in training ``forward`` returns :class:`~cnnlab.backbone.AuxiliaryOutputs` with weight
+0.3, as is customary; the paper uses it as a regulariser). Module and parameter names follow torchvision (``Conv2d_1a_3x3``, ``Mixed_5b``...).
 
 ``small_input=True`` removes the stem's strides and its first pooling, so a 28x28 image reaches
 Mixed_5 at 13x13 and the two reductions give 6x6 and 2x2; the widths stay the paper's, so it is
@@ -14,13 +14,11 @@ still the heaviest small form of the zoo on a CPU.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import NamedTuple
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..backbone import AuxiliaryOutputs, Backbone, Stages
 from ..layers.conv import ConvBNAct
 from ..registry import register_model
 
@@ -118,21 +116,17 @@ class InceptionAux(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.conv1(self.conv0(x)), 1), 1))
 
 
-class InceptionOutputs(NamedTuple):
-    logits: torch.Tensor
-    aux: torch.Tensor
+AUX_WEIGHT = 0.3
 
-
-STAGES = ["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3", "maxpool2",
+TRUNK = ["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3", "maxpool2",
           "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e",
           "Mixed_7a", "Mixed_7b", "Mixed_7c"]
 
 
-class InceptionV3(nn.Module):
-    """Modules sit at the top level under torchvision's names; ``features`` and ``classifier`` are views."""
+class InceptionV3(Backbone):
+    """Modules sit at the top level under torchvision's names, so its weight files load."""
 
-    AUX_WEIGHT = 0.3
-    aux_loss_weights = (AUX_WEIGHT,)  # training: InceptionOutputs(logits, aux); loss = main + 0.3 * aux
+    head_modules = ("AuxLogits", "avgpool", "dropout", "fc")
 
     def __init__(self, *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False,
                  aux_logits: bool = True, dropout: float = 0.5):
@@ -154,29 +148,32 @@ class InceptionV3(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(2048, num_classes)
+        stages = Stages()  # (module, output channels, stride) down Table 1
+        for name, out, stride in [("Conv2d_1a_3x3", 32, s), ("Conv2d_2a_3x3", 32, 1), ("Conv2d_2b_3x3", 64, 1),
+                                  ("maxpool1", 64, 1 if small_input else 2), ("Conv2d_3b_1x1", 80, 1),
+                                  ("Conv2d_4a_3x3", 192, 1), ("maxpool2", 192, 2), ("Mixed_5b", 256, 1),
+                                  ("Mixed_5c", 288, 1), ("Mixed_5d", 288, 1), ("Mixed_6a", 768, 2),
+                                  ("Mixed_6b", 768, 1), ("Mixed_6c", 768, 1), ("Mixed_6d", 768, 1),
+                                  ("Mixed_6e", 768, 1), ("Mixed_7a", 1280, 2), ("Mixed_7b", 2048, 1),
+                                  ("Mixed_7c", 2048, 1)]:
+            stages.add(name, out, stride)
+        self.feature_info = stages.info()
 
-    @property
-    def features(self) -> nn.Sequential:
-        """Stem to Mixed_7c as one Sequential (a view over the same modules; not registered twice)."""
-        return nn.Sequential(OrderedDict((name, getattr(self, name)) for name in STAGES))
+    def trunk(self) -> list[tuple[str, nn.Module]]:
+        return [(name, getattr(self, name)) for name in TRUNK]
 
-    @property
-    def classifier(self) -> nn.Sequential:
-        return nn.Sequential(self.avgpool, nn.Flatten(), self.dropout, self.fc)
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.dropout(torch.flatten(self.avgpool(x), 1))
+        return x if pre_logits else self.fc(x)
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor) -> torch.Tensor | AuxiliaryOutputs:
         aux = None
-        for name in STAGES:
-            x = getattr(self, name)(x)
+        for name, layer in self.trunk():
+            x = layer(x)
             if name == "Mixed_6e" and self.training and self.AuxLogits is not None:
                 aux = self.AuxLogits(x)
-        logits = self.fc(self.dropout(torch.flatten(self.avgpool(x), 1)))
-        return InceptionOutputs(logits, aux) if aux is not None else logits
-
-    def training_loss(self, outputs, target: torch.Tensor, criterion: nn.Module) -> torch.Tensor:
-        if isinstance(outputs, InceptionOutputs):
-            return criterion(outputs.logits, target) + self.AUX_WEIGHT * criterion(outputs.aux, target)
-        return criterion(outputs, target)
+        logits = self.forward_head(x)
+        return AuxiliaryOutputs(logits, (aux,), (AUX_WEIGHT,)) if aux is not None else logits
 
 
 @register_model("inception_v3", family="GoogLeNet", paper="Szegedy et al., CVPR 2016", year=2015,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..backbone import Backbone, FeatureInfo
 from ..registry import register_model
 
 
@@ -19,7 +20,7 @@ def _spatial_after_features(image_size: int) -> int:
     return ((image_size // 2) - 4) // 2
 
 
-class LeNet5(nn.Module):
+class LeNet5(Backbone):
     """LeNet-5: C1 6@5x5 -> S2 -> C3 16@5x5 -> S4 -> F5 120 -> F6 84 -> output."""
 
     def __init__(self, *, num_classes: int = 10, in_channels: int = 1, image_size: int = 28, modern: bool = False):
@@ -44,9 +45,9 @@ class LeNet5(nn.Module):
         if modern:
             hidden = [hidden[0], nn.BatchNorm1d(120), act(), hidden[2], nn.BatchNorm1d(84), act()]
         self.classifier = nn.Sequential(nn.Flatten(), *hidden, nn.Linear(84, num_classes))
-
-    def forward(self, x):
-        return self.classifier(self.features(x))
+        # C1's activation (28x28), C3's (10x10, still on S2's grid), S4 (5x5).
+        self.feature_info = [FeatureInfo("features.2", 6, 1), FeatureInfo("features.6", 16, 2),
+                             FeatureInfo("features.7", 16, 4)]
 
 
 @register_model(

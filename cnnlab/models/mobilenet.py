@@ -15,15 +15,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..backbone import Backbone, Stages
+from ..layers.conv import ConvBNAct
 from ..registry import register_model
 from ..specs.light import MOBILENET_V2, MOBILENET_V2_LAST, MOBILENET_V2_STEM
 
 
 def conv_bn_relu6(in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1,
-                  groups: int = 1) -> nn.Sequential:
+                  groups: int = 1) -> ConvBNAct:
     """conv -> BN -> ReLU6, children indexed 0/1/2 as torchvision's ``Conv2dNormActivation``."""
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2, groups=groups, bias=False),
-                         nn.BatchNorm2d(out_channels), nn.ReLU6(inplace=True))
+    return ConvBNAct(in_channels, out_channels, kernel, stride, groups=groups, act=nn.ReLU6, indexed=True)
 
 
 class InvertedResidual(nn.Module):
@@ -47,20 +48,25 @@ class PoolDropout(nn.Dropout):
         return super().forward(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1) if x.ndim == 4 else x)
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(Backbone):
     def __init__(self, *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False,
                  dropout: float = 0.2):
         super().__init__()
         layers: list[nn.Module] = [conv_bn_relu6(in_channels, MOBILENET_V2_STEM, 3, 1 if small_input else 2)]
+        stages = Stages()
+        stages.add("features.0", MOBILENET_V2_STEM, 1 if small_input else 2)
         channels = MOBILENET_V2_STEM
         for t, c, n, s in MOBILENET_V2:
             if small_input and c == 24:
                 s = 1
             for i in range(n):
                 layers.append(InvertedResidual(channels, c, s if i == 0 else 1, t))
+                stages.add(f"features.{len(layers) - 1}", c, s if i == 0 else 1)
                 channels = c
         layers.append(conv_bn_relu6(channels, MOBILENET_V2_LAST, 1))
+        stages.add(f"features.{len(layers) - 1}", MOBILENET_V2_LAST)
         self.features = nn.Sequential(*layers)  # N x 1280 x 7 x 7 at 224
+        self.feature_info = stages.info()
         self.classifier = nn.Sequential(PoolDropout(dropout), nn.Linear(MOBILENET_V2_LAST, num_classes))
         for m in self.modules():
             if isinstance(m, nn.Conv2d) and m.weight.device.type != "meta":
@@ -68,9 +74,6 @@ class MobileNetV2(nn.Module):
             elif isinstance(m, nn.Linear) and m.weight.device.type != "meta":
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.zeros_(m.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
 
 
 @register_model("mobilenet_v2", family="MobileNet", paper="Sandler et al., CVPR 2018", year=2018,

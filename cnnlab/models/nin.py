@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..backbone import Backbone, FeatureInfo
 from ..registry import register_model
 
 
@@ -32,7 +33,7 @@ def mlpconv(in_channels: int, out_channels: int, kernel: int, stride: int, paddi
     return nn.Sequential(*layers)
 
 
-class NiN(nn.Module):
+class NiN(Backbone):
     def __init__(self, *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, dropout: float = 0.5,
                  batch_norm: bool | None = None):
         super().__init__()
@@ -47,6 +48,12 @@ class NiN(nn.Module):
             mlpconv(widths[0], widths[1], 5, 1, 2, bn), nn.MaxPool2d(3, 2),
             mlpconv(widths[1], widths[2], 3, 1, 1, bn), nn.MaxPool2d(3, 2),
         )
+        first_stride = first[1]
+        # Each mlpconv block's output, then the last pool (strides 4, 8, 16, 32; small form 1 ... 8).
+        self.feature_info = [FeatureInfo("features.0", widths[0], first_stride),
+                             FeatureInfo("features.2", widths[1], 2 * first_stride),
+                             FeatureInfo("features.4", widths[2], 4 * first_stride),
+                             FeatureInfo("features.5", widths[2], 8 * first_stride)]
         self.classifier = nn.Sequential(
             nn.Dropout(dropout),
             mlpconv(widths[2], num_classes, 3, 1, 1, bn),  # N x classes x h x w: one confidence map per class
@@ -58,8 +65,9 @@ class NiN(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        # No fully connected layer: the pre-logits are the last stage's channels, globally pooled.
+        return torch.flatten(x.mean((2, 3), keepdim=True), 1) if pre_logits else self.classifier(x)
 
 
 @register_model("nin", family="NiN", paper="Lin, Chen & Yan, ICLR 2014", year=2013, input_size=(3, 224, 224),

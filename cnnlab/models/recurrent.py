@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..backbone import Backbone
 from ..errors import DataError
 from ..registry import register_model
 
@@ -39,15 +40,19 @@ class LastStep(nn.Module):
         return x[:, -1]  # N x hidden: the state after reading the whole image
 
 
-class RecurrentClassifier(nn.Module):
+class RecurrentClassifier(Backbone):
+    """``forward_features`` gives the N x H x hidden sequence of states; there are no feature maps, so
+    ``feature_info`` is empty and ``features_only`` is refused."""
+
     def __init__(self, *, cell: str, num_classes: int = 10, in_channels: int = 1, image_size: int = 28,
                  hidden_size: int = 128, num_layers: int = 2):
         super().__init__()
         self.features = RowEncoder(cell, in_channels, image_size, hidden_size, num_layers)
         self.classifier = nn.Sequential(LastStep(), nn.Linear(hidden_size, num_classes))
+        self.feature_info = []
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+    def trunk(self) -> list[tuple[str, nn.Module]]:
+        return [("features", self.features)]
 
 
 @register_model("lstm_classifier", family="RNN", paper="Hochreiter & Schmidhuber, Neural Computation 1997",

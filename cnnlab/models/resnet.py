@@ -20,6 +20,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from ..backbone import Backbone, FeatureInfo
 from ..layers.residual import BasicBlock, Bottleneck, ZeroPadShortcut, projection
 from ..registry import register_model
 from ..specs.resnet import (BOTTLENECK_EXPANSION, CIFAR_WIDTHS, IMAGENET_STAGES, STAGE_WIDTHS,
@@ -29,9 +30,11 @@ BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 _TRUNK = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
 
 
-class ResNet(nn.Module):
-    """ImageNet ResNet of Table 1. Modules sit at the top level under torchvision's names;
-    ``features`` (conv1..layer4, N x C x 7 x 7 at 224) and ``classifier`` (pool, flatten, fc) are views."""
+class ResNet(Backbone):
+    """ImageNet ResNet of Table 1. Modules sit at the top level under torchvision's names, so its weight
+    files load; the trunk is conv1..layer4 (N x C x 7 x 7 at 224), the head avgpool and fc."""
+
+    head_modules = ("avgpool", "fc")
 
     def __init__(self, *, block: str, layers: tuple[int, ...], num_classes: int = 1000, in_channels: int = 3,
                  small_input: bool = False, se_reduction: int | None = None):
@@ -45,6 +48,8 @@ class ResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)  # 112 -> 56
         channels = 64
+        stem = 1 if small_input else 2
+        self.feature_info = [FeatureInfo("relu", 64, stem)]
         for i, (width, count) in enumerate(zip(STAGE_WIDTHS, layers)):
             stride = 1 if i == 0 else 2  # conv3_x, conv4_x, conv5_x halve the grid: 56 -> 28 -> 14 -> 7
             stage = []
@@ -54,23 +59,18 @@ class ResNet(nn.Module):
                 stage.append(block_cls(channels, width, stride if j == 0 else 1, down, se_reduction=se_reduction))
                 channels = out
             setattr(self, f"layer{i + 1}", nn.Sequential(*stage))
+            self.feature_info.append(FeatureInfo(f"layer{i + 1}", channels, stem * 2 ** (i + 1)))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)
         self.out_channels = channels
         _init_resnet(self)
 
-    @property
-    def features(self) -> nn.Sequential:
-        return nn.Sequential(OrderedDict((name, getattr(self, name)) for name in _TRUNK))
+    def trunk(self) -> list[tuple[str, nn.Module]]:
+        return [(name, getattr(self, name)) for name in _TRUNK]
 
-    @property
-    def classifier(self) -> nn.Sequential:
-        return nn.Sequential(self.avgpool, nn.Flatten(), self.fc)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for name in _TRUNK:
-            x = getattr(self, name)(x)
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = torch.flatten(self.avgpool(x), 1)
+        return x if pre_logits else self.fc(x)
 
 
 def _init_resnet(model: nn.Module) -> None:
@@ -80,7 +80,7 @@ def _init_resnet(model: nn.Module) -> None:
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(Backbone):
     """§4.2: 3x3 conv 16 -> 3 stages of n basic blocks (16, 32, 64 filters) -> global pool -> FC.
 
     ``shortcut=False`` removes every shortcut (the "plain" nets of Fig. 6)."""
@@ -92,6 +92,7 @@ class CifarResNet(nn.Module):
             ("conv1", nn.Conv2d(in_channels, CIFAR_WIDTHS[0], 3, 1, 1, bias=False)),  # N x 16 x 32 x 32
             ("bn1", nn.BatchNorm2d(CIFAR_WIDTHS[0])), ("relu", nn.ReLU(inplace=True))]
         channels = CIFAR_WIDTHS[0]
+        self.feature_info = []
         for i, width in enumerate(CIFAR_WIDTHS):  # maps 32 -> 16 -> 8
             stage = []
             for j in range(n):
@@ -100,12 +101,10 @@ class CifarResNet(nn.Module):
                 stage.append(BasicBlock(channels, width, stride, down, shortcut=shortcut))
                 channels = width
             layers.append((f"layer{i + 1}", nn.Sequential(*stage)))
+            self.feature_info.append(FeatureInfo(f"features.layer{i + 1}", width, 2 ** i))
         self.features = nn.Sequential(OrderedDict(layers))  # N x 64 x 8 x 8 at 32x32
         self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
         _init_resnet(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
 
 
 _PAPER = "He et al., CVPR 2016"

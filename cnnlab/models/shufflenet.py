@@ -11,11 +11,11 @@ Small-input form (28x28): conv1 with stride 1 and no max-pool, so the stages see
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import torch
 from torch import nn
 
+from ..backbone import Backbone, Stages
+from ..layers.conv import ConvBNAct
 from ..registry import register_model
 from ..specs.light import SHUFFLENET_V2_CHANNELS, SHUFFLENET_V2_REPEATS
 
@@ -27,11 +27,13 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
 
 
 def _pointwise(in_channels: int, out_channels: int) -> list[nn.Module]:
-    return [nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
+    """1x1 conv -> BN -> ReLU, spelled out as three children (torchvision's indices within a branch)."""
+    return list(ConvBNAct(in_channels, out_channels, 1, indexed=True))
 
 
 def _depthwise(channels: int, stride: int) -> list[nn.Module]:
-    return [nn.Conv2d(channels, channels, 3, stride, 1, groups=channels, bias=False), nn.BatchNorm2d(channels)]
+    """3x3 depthwise conv -> BN, no activation (Fig. 3c)."""
+    return list(ConvBNAct(channels, channels, 3, stride, groups=channels, act=None, indexed=True))
 
 
 class ShuffleUnit(nn.Module):
@@ -57,35 +59,36 @@ class ShuffleUnit(nn.Module):
 _TRUNK = ("conv1", "maxpool", "stage2", "stage3", "stage4", "conv5")
 
 
-class ShuffleNetV2(nn.Module):
-    """Modules at the top level under torchvision's names; ``features`` and ``classifier`` are views."""
+class ShuffleNetV2(Backbone):
+    """Modules at the top level under torchvision's names, so its weight files load."""
+
+    head_modules = ("fc",)
 
     def __init__(self, *, width: str = "1x", num_classes: int = 1000, in_channels: int = 3, small_input: bool = False):
         super().__init__()
         c1, *stage_channels, c5 = SHUFFLENET_V2_CHANNELS[width]
-        self.conv1 = nn.Sequential(nn.Conv2d(in_channels, c1, 3, 1 if small_input else 2, 1, bias=False),
-                                   nn.BatchNorm2d(c1), nn.ReLU(inplace=True))  # 224 -> 112
+        self.conv1 = ConvBNAct(in_channels, c1, 3, 1 if small_input else 2, indexed=True)  # 224 -> 112
         self.maxpool = nn.Identity() if small_input else nn.MaxPool2d(3, 2, 1)  # -> 56
+        stages = Stages()
+        stages.add("conv1", c1, 1 if small_input else 2)
+        stages.add("maxpool", c1, 1 if small_input else 2)
         channels = c1
         for i, (repeats, out) in enumerate(zip(SHUFFLENET_V2_REPEATS, stage_channels)):  # 28 -> 14 -> 7
             units = [ShuffleUnit(channels, out, 2)] + [ShuffleUnit(out, out, 1) for _ in range(repeats - 1)]
             setattr(self, f"stage{i + 2}", nn.Sequential(*units))
+            stages.add(f"stage{i + 2}", out, 2)
             channels = out
-        self.conv5 = nn.Sequential(*_pointwise(channels, c5))
+        self.conv5 = ConvBNAct(channels, c5, 1, indexed=True)
+        stages.add("conv5", c5)
         self.fc = nn.Linear(c5, num_classes)
+        self.feature_info = stages.info()
 
-    @property
-    def features(self) -> nn.Sequential:
-        return nn.Sequential(OrderedDict((name, getattr(self, name)) for name in _TRUNK))
+    def trunk(self) -> list[tuple[str, nn.Module]]:
+        return [(name, getattr(self, name)) for name in _TRUNK]
 
-    @property
-    def classifier(self) -> nn.Sequential:
-        return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), self.fc)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for name in _TRUNK:
-            x = getattr(self, name)(x)
-        return self.fc(x.mean((2, 3)))
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = x.mean((2, 3))  # global average pooling: N x 1024
+        return x if pre_logits else self.fc(x)
 
 
 @register_model("shufflenet_v2_x1_0", family="ShuffleNet", paper="Ma et al., ECCV 2018", year=2018,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..backbone import Backbone, Stages
 from ..registry import register_model
 from ..specs.light import SQUEEZENET_1_0
 
@@ -33,19 +34,24 @@ class Fire(nn.Module):
                           self.expand3x3_activation(self.expand3x3(s))], 1)  # N x (e1 + e3) x H x W
 
 
-class SqueezeNet(nn.Module):
+class SqueezeNet(Backbone):
     def __init__(self, *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False):
         super().__init__()
         first = nn.Conv2d(in_channels, 96, 3, 1, 1) if small_input else nn.Conv2d(in_channels, 96, 7, 2)  # 224 -> 109
         layers: list[nn.Module] = [first, nn.ReLU(inplace=True)]
+        stages = Stages()
+        stages.add("features.1", 96, 1 if small_input else 2)
         channels = 96
         for item in SQUEEZENET_1_0:
             if item == "M":
                 layers.append(nn.MaxPool2d(3, 2, ceil_mode=True))  # 109 -> 54 -> 27 -> 13
+                stages.add(f"features.{len(layers) - 1}", channels, 2)
             else:
                 layers.append(Fire(channels, *item))
                 channels = item[1] + item[2]
+                stages.add(f"features.{len(layers) - 1}", channels)
         self.features = nn.Sequential(*layers)  # N x 512 x 13 x 13 at 224
+        self.feature_info = stages.info()
         self.classifier = nn.Sequential(
             nn.Dropout(0.5), nn.Conv2d(channels, num_classes, 1), nn.ReLU(inplace=True),  # conv10: one map per class
             nn.AdaptiveAvgPool2d(1), nn.Flatten())
@@ -56,8 +62,9 @@ class SqueezeNet(nn.Module):
         if self.classifier[1].weight.device.type != "meta":  # the class maps start small (Caffe release: std 0.01)
             nn.init.normal_(self.classifier[1].weight, std=0.01)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        # conv10 makes one map per class: the pre-logits are the last stage's channels, globally pooled.
+        return torch.flatten(x.mean((2, 3), keepdim=True), 1) if pre_logits else self.classifier(x)
 
 
 @register_model("squeezenet1_0", family="SqueezeNet", paper="Iandola et al., arXiv 2016", year=2016,

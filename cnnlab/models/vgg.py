@@ -14,45 +14,53 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..backbone import Backbone, FeatureInfo, Stages
 from ..layers.lrn import PaperLRN
 from ..registry import register_model
 from ..specs.vgg import VGG_COLUMNS
 
 
 def make_features(column: list, in_channels: int, batch_norm: bool, width_divisor: int = 1,
-                  max_pools: int | None = None) -> tuple[nn.Sequential, int]:
-    """Layers of one Table 1 column; returns them and the final number of channels."""
+                  max_pools: int | None = None) -> tuple[nn.Sequential, int, list[FeatureInfo]]:
+    """Layers of one Table 1 column; returns them, the final number of channels and the stages."""
     layers: list[nn.Module] = []
+    stages = Stages()
     channels, pools = in_channels, 0
+
+    def add(layer: nn.Module, stride: int = 1) -> None:
+        stages.add(f"features.{len(layers)}", channels, stride)
+        layers.append(layer)
+
     for item in column:
         if item == "M":
             pools += 1
             if max_pools is None or pools <= max_pools:
-                layers.append(nn.MaxPool2d(2, 2))
+                add(nn.MaxPool2d(2, 2), 2)
             continue
         if item == "LRN":
-            layers.append(PaperLRN())
+            add(PaperLRN())
             continue
         kernel, filters = (1, int(item.split("-")[1])) if isinstance(item, str) else (3, item)
         filters = max(16, filters // width_divisor)
         layers.append(nn.Conv2d(channels, filters, kernel, padding=kernel // 2))
+        channels = filters
         if batch_norm:
             layers.append(nn.BatchNorm2d(filters))
-        layers.append(nn.ReLU(inplace=True))
-        channels = filters
-    return nn.Sequential(*layers), channels
+        add(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers), channels, stages.info()
 
 
-class VGG(nn.Module):
+class VGG(Backbone):
     def __init__(self, column: str, *, num_classes: int = 1000, in_channels: int = 3, batch_norm: bool = False,
                  small_input: bool = False, dropout: float = 0.5):
         super().__init__()
         spec = VGG_COLUMNS[column]
         if small_input:
-            self.features, channels = make_features(spec, in_channels, batch_norm, width_divisor=4, max_pools=3)
+            self.features, channels, self.feature_info = make_features(spec, in_channels, batch_norm,
+                                                                       width_divisor=4, max_pools=3)
             pooled, hidden = 3, 512  # N x C x 3 x 3 after three pools of 28x28
         else:
-            self.features, channels = make_features(spec, in_channels, batch_norm)
+            self.features, channels, self.feature_info = make_features(spec, in_channels, batch_norm)
             pooled, hidden = 7, 4096  # N x 512 x 7 x 7 at 224x224
         self.avgpool = nn.AdaptiveAvgPool2d(pooled)
         self.classifier = nn.Sequential(
@@ -68,8 +76,10 @@ class VGG(nn.Module):
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+    head_modules = ("avgpool", "classifier")
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return super().forward_head(torch.flatten(self.avgpool(x), 1), pre_logits)
 
 
 # name -> (Table 1 column, published top-1/top-5 of the plain and the _bn form (torchvision), depth)

@@ -17,6 +17,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from ..backbone import Backbone, Stages
 from ..registry import register_model
 from ..specs.light import XCEPTION_ENTRY, XCEPTION_EXIT, XCEPTION_MIDDLE_REPEATS, XCEPTION_MIDDLE_WIDTH
 
@@ -56,7 +57,7 @@ class XceptionBlock(nn.Module):
         return self.residual(x) + self.shortcut(x)
 
 
-class Xception(nn.Module):
+class Xception(Backbone):
     def __init__(self, *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False):
         super().__init__()
         stride, pad = (1, 1) if small_input else (2, 0)
@@ -77,9 +78,13 @@ class Xception(nn.Module):
                                            *_sep_bn(c, d, False), nn.ReLU(inplace=True)))]  # 10 x 10 x 2048
         self.features = nn.Sequential(OrderedDict(layers))
         self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(d, num_classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+        stages, width = Stages(), in_channels  # the stem halves the grid once (unless small), pooled blocks too
+        for name, module in layers:
+            pooled = isinstance(module, XceptionBlock) and isinstance(module.residual[-1], nn.MaxPool2d)
+            norms = [m.num_features for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
+            width = norms[-1] if norms else width
+            stages.add(f"features.{name}", width, 2 if pooled or (name == "conv1" and not small_input) else 1)
+        self.feature_info = stages.info()
 
 
 @register_model("xception", family="Xception", paper="Chollet, CVPR 2017", year=2016, input_size=(3, 299, 299),

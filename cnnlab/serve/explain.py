@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.transforms import normalize
 from .errors import ServeError
 
 TILES_PER_STAGE = 8  # strongest channels drawn per stage
@@ -56,13 +55,13 @@ def stage_mosaic(maps: torch.Tensor, channels: list[int], cmap) -> np.ndarray:
     return np.concatenate(row, axis=1)
 
 
-def explain(model: torch.nn.Module, image: torch.Tensor, mean, std, class_index: int | None) -> dict[str, Any]:
+def explain(model: torch.nn.Module, image: torch.Tensor, preprocessing, class_index: int | None) -> dict[str, Any]:
     """Input view, feature-map mosaics and CAM overlay of one C x H x W uint8 image."""
     cam, features, style = _viz()
     import matplotlib
 
     cmap = matplotlib.colormaps[style.HEAT_CMAP]
-    x = normalize(image.unsqueeze(0), mean, std)  # 1 x C x H x W float
+    x = preprocessing.normalize(image.unsqueeze(0))  # 1 x C x H x W float
     with torch.no_grad():
         probs = torch.softmax(model(x).float(), dim=1)[0]
     target = int(probs.argmax()) if class_index is None else class_index

@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from ..errors import ConfigError
-from ..predict import Predictor, image_to_uint8
+from ..predict import Predictor
+from ..tasks import get_task
 from ..train.checkpoint import Checkpoint, load_checkpoint
 from .batcher import MicroBatcher
 from .config import ServeConfig
@@ -45,8 +46,7 @@ class ServedModel:
 
         ``invert`` (grey levels flipped, for dark-on-light photos shown to a model trained on
         light-on-dark data) defaults to the checkpoint's ``invert_photos`` setting."""
-        invert = self.predictor.invert if invert is None else invert
-        return image_to_uint8(img, self.input_size, invert=invert)
+        return self.checkpoint.preprocessing.image(img, invert=invert)
 
     def explain(self, image: torch.Tensor, class_index: int | None) -> dict[str, Any]:
         """Feature maps and Grad-CAM of one C x H x W uint8 image (blocking; call from a thread).
@@ -60,25 +60,26 @@ class ServedModel:
             if self._explain_model is None:
                 self._explain_model = copy.deepcopy(self.predictor.model).eval()
             try:
-                return explain(self._explain_model, image, self.checkpoint.mean, self.checkpoint.std, class_index)
+                return explain(self._explain_model, image, self.checkpoint.preprocessing, class_index)
             except ValueError as e:  # e.g. a network without a convolution to attach Grad-CAM to
                 raise ServeError(422, "explain_failed", f"cannot explain with this model: {e}") from None
 
     def info(self) -> dict[str, Any]:
         meta = self.checkpoint.meta
-        metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
+        metrics = meta.metrics
         return {
             "name": self.name,
+            "task": meta.task,
             "architecture": self.checkpoint.arch,
-            "arch_kwargs": meta.get("arch_kwargs", {}),
+            "arch_kwargs": meta.arch_kwargs,
             "classes": self.class_names,
             "roots": self.roots,
             "num_classes": len(self.class_names),
             "input_size": list(self.input_size),
             "accuracy": metrics.get("test_acc"),
             "top5_accuracy": metrics.get("test_top5"),
-            "dataset": meta.get("dataset"),
-            "epoch": meta.get("epoch"),
+            "dataset": meta.dataset,
+            "epoch": meta.epoch,
             "parameters": sum(p.numel() for p in self.predictor.model.parameters()),
         }
 
@@ -111,11 +112,11 @@ def load_models(specs: Sequence[str | Path | Checkpoint], config: ServeConfig, *
             while f"{base}-{n}" in served:
                 n += 1
             name = f"{base}-{n}"
-        predictor = Predictor(ckpt, device=device)
+        predictor = get_task(ckpt.task).predictor(ckpt, device=device)
         # The batcher's thread calls predict_batch(N x C x H x W uint8, top_k) -> top-k per image.
         batcher = MicroBatcher(predictor.predict_batch, max_batch=config.max_batch,
                                max_wait_s=config.max_wait_ms / 1000.0, queue_size=config.queue_size, name=name,
                                threads=config.threads)
         served[name] = ServedModel(name=name, checkpoint=ckpt, predictor=predictor,
-                                   roots=class_roots(predictor.class_names, ckpt.meta), batcher=batcher)
+                                   roots=class_roots(predictor.class_names, ckpt.meta.to_dict()), batcher=batcher)
     return served

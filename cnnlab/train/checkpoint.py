@@ -3,8 +3,9 @@
 A checkpoint is a folder::
 
     model.safetensors    the model's state_dict (parameters and buffers)
-    meta.json            how to rebuild and use the model: architecture name and arguments, class
-                         names, input size, normalisation, dataset, config, epoch, metrics
+    meta.json            how to rebuild and use the model: task, architecture name and arguments,
+                         class names, input size, normalisation, dataset, config, epoch, metrics
+                         (typed and checked by :class:`~cnnlab.train.meta.CheckpointMeta`)
     train_state.safetensors / train_state.json
                          optimiser, scheduler, RNG and loop state, for ``cnnlab train --resume``
 
@@ -28,9 +29,9 @@ from safetensors.torch import save as st_save
 
 from ..errors import CheckpointError
 from ..io import atomic_write_bytes, atomic_write_text, clean_stale_temporaries
+from .meta import FORMAT, CheckpointMeta, Preprocessing
 
-FORMAT = "cnnlab-checkpoint"
-VERSION = 1
+MAX_PARAMETERS = 4_000_000_000  # a model this large is refused before it is allocated
 MODEL_FILE = "model.safetensors"
 META_FILE = "meta.json"
 STATE_FILE = "train_state.safetensors"
@@ -83,13 +84,16 @@ def unflatten_state(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
 def save_checkpoint(
     directory: str | Path,
     model: torch.nn.Module,
-    meta: dict[str, Any],
+    meta: CheckpointMeta | dict[str, Any],
     train_state: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model`` and ``meta`` (and optionally ``train_state``) into ``directory`` atomically.
 
-    ``meta`` must hold at least ``arch`` and ``arch_kwargs``; see the module docstring for the rest.
+    ``meta`` is a :class:`CheckpointMeta`, or a dict of ``meta.json``'s fields (at least ``arch``,
+    ``arch_kwargs``, ``input_size`` and the classes), which is checked the same way.
     """
+    if not isinstance(meta, CheckpointMeta):
+        meta = CheckpointMeta.from_dict({"format": FORMAT, **meta}, "checkpoint metadata")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     clean_stale_temporaries(directory)
@@ -101,8 +105,8 @@ def save_checkpoint(
     # Modules may hold the same storage twice (tied weights); safetensors refuses shared storage.
     state = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
     atomic_write_bytes(directory / MODEL_FILE, st_save(state, metadata={"stamp": stamp, "format": FORMAT}))
-    full_meta = {"format": FORMAT, "version": VERSION, "stamp": stamp, **meta}
-    atomic_write_text(directory / META_FILE, json.dumps(full_meta, indent=2, default=str))
+    meta.stamp = stamp
+    atomic_write_text(directory / META_FILE, json.dumps(meta.to_dict(), indent=2, default=str))
     return directory
 
 
@@ -110,32 +114,39 @@ def save_checkpoint(
 
 @dataclass
 class Checkpoint:
-    """A loaded checkpoint: the rebuilt model (in eval mode) and its metadata."""
+    """A loaded checkpoint: the rebuilt model (in eval mode) and its typed metadata."""
 
     model: torch.nn.Module
-    meta: dict[str, Any]
+    meta: CheckpointMeta
     path: Path
 
     @property
     def arch(self) -> str:
-        return self.meta["arch"]
+        return self.meta.arch
+
+    @property
+    def task(self) -> str:
+        return self.meta.task
 
     @property
     def class_names(self) -> list[str]:
-        names = self.meta.get("class_names")
-        return list(names) if names else [str(i) for i in range(self.meta.get("num_classes", 0))]
+        return list(self.meta.class_names)
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self.meta.preprocessing
 
     @property
     def input_size(self) -> tuple[int, int, int]:
-        return tuple(self.meta["input_size"])
+        return self.meta.input_size
 
     @property
     def mean(self) -> tuple[float, ...]:
-        return tuple(self.meta.get("mean", [0.0] * self.input_size[0]))
+        return self.meta.preprocessing.mean
 
     @property
     def std(self) -> tuple[float, ...]:
-        return tuple(self.meta.get("std", [1.0] * self.input_size[0]))
+        return self.meta.preprocessing.std
 
 
 def checkpoint_dir(path: str | Path) -> Path:
@@ -150,15 +161,15 @@ def checkpoint_dir(path: str | Path) -> Path:
     return path
 
 
-def read_meta(path: str | Path) -> dict[str, Any]:
+def read_meta(path: str | Path) -> CheckpointMeta:
+    """The checked metadata of the checkpoint at ``path``."""
     directory = checkpoint_dir(path)
+    file = directory / META_FILE
     try:
-        meta = json.loads((directory / META_FILE).read_text("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{directory / META_FILE} is not valid JSON: {e}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or "arch" not in meta:
-        raise CheckpointError(f"{directory / META_FILE} is not cnnlab checkpoint metadata")
-    return meta
+        data = json.loads(file.read_text("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise CheckpointError(f"{file} is not valid JSON: {e}") from None
+    return CheckpointMeta.from_dict(data, str(file))
 
 
 def _read_safetensors(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -172,6 +183,37 @@ def _read_safetensors(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     except (SafetensorError, ValueError, OSError) as e:
         raise CheckpointError(f"{file} is corrupt or truncated: {e}") from None
     return tensors, header
+
+
+def _state_problems(own: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> list[str]:
+    """What keeps tensors of these shapes from loading into a model whose state dict is ``own``."""
+    missing = [k for k in own if k not in shapes]
+    unexpected = [k for k in shapes if k not in own]
+    wrong = [k for k in own if k in shapes and tuple(own[k].shape) != tuple(shapes[k])]
+    parts = []
+    if wrong:
+        k = wrong[0]
+        parts.append(f"{len(wrong)} shape mismatches (e.g. {k}: model {tuple(own[k].shape)}, file {tuple(shapes[k])})")
+    if missing:
+        parts.append(f"{len(missing)} tensors missing (e.g. {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})")
+    return parts
+
+
+def check_values(model: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """Refuse weights that would load but give nonsense: NaN or infinite values, or integer tensors
+    where the model holds floating-point ones (int8 weights copied into a float layer)."""
+    own = model.state_dict()
+    for key, tensor in state.items():
+        target = own.get(key)
+        if target is None:
+            continue
+        if target.is_floating_point() and not tensor.is_floating_point():
+            raise CheckpointError(f"{what}: {key} holds {tensor.dtype} values where the model has "
+                                  f"{target.dtype}; quantised weights cannot be loaded as they are")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{what}: {key} holds NaN or infinite values; the weights are damaged")
 
 
 def load_state_dict_checked(model: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
@@ -199,19 +241,58 @@ def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu", arc
     ``arch``, when given, is the architecture the caller expects; a checkpoint of another one raises
     :class:`~cnnlab.errors.CheckpointError`.
     """
-    from ..registry import create_model
-
     directory = checkpoint_dir(path)
     meta = read_meta(directory)
-    if arch is not None and arch != meta["arch"]:
-        raise CheckpointError(f"checkpoint '{directory}' holds a {meta['arch']}, not a {arch}")
-    state, header = _read_safetensors(directory / MODEL_FILE)
-    if header.get("stamp") and meta.get("stamp") and header["stamp"] != meta["stamp"]:
-        raise CheckpointError(f"checkpoint '{directory}' is inconsistent: its weights and meta.json come from different saves")
-    model = create_model(meta["arch"], **meta.get("arch_kwargs", {}))
-    load_state_dict_checked(model, state, f"checkpoint '{directory}'")
+    if arch is not None and arch != meta.arch:
+        raise CheckpointError(f"checkpoint '{directory}' holds a {meta.arch}, not a {arch}")
+    what = f"checkpoint '{directory}'"
+    blueprint = build_on_meta(meta, what)  # architecture checked with no memory spent
+    state = read_weights(directory, meta)
+    problems = _state_problems(blueprint.state_dict(), {k: tuple(v.shape) for k, v in state.items()})
+    if problems:
+        raise CheckpointError(f"{what} does not fit the model: " + "; ".join(problems))
+    model = _build(meta, what)
+    check_values(model, state, what)
+    load_state_dict_checked(model, state, what)
     model.to(device).eval()
     return Checkpoint(model=model, meta=meta, path=directory)
+
+
+def _build(meta: CheckpointMeta, what: str) -> torch.nn.Module:
+    from ..registry import create_model
+
+    try:
+        return create_model(meta.arch, **meta.arch_kwargs)
+    except CheckpointError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any builder failure is the metadata's fault here
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{what}: the architecture arguments do not build a {meta.arch}: {first}") from None
+
+
+def build_on_meta(meta: CheckpointMeta, what: str = "checkpoint") -> torch.nn.Module:
+    """The model ``meta`` describes, built on PyTorch's ``meta`` device (shapes only, no memory), after
+    checking that it is of a plausible size and that its task accepts the metadata."""
+    from ..tasks import get_task
+
+    with torch.device("meta"):
+        model = _build(meta, what)
+    count = sum(p.numel() for p in model.parameters())
+    if count > MAX_PARAMETERS:
+        raise CheckpointError(f"{what}: the architecture arguments ask for {count:,} parameters, "
+                              f"more than the {MAX_PARAMETERS:,} allowed")
+    get_task(meta.task).check_meta(model, meta, what)
+    return model
+
+
+def read_weights(path: str | Path, meta: CheckpointMeta | None = None) -> dict[str, torch.Tensor]:
+    """The saved state dict of the checkpoint at ``path`` (checked to come from the same save as its metadata)."""
+    directory = checkpoint_dir(path)
+    meta = meta or read_meta(directory)
+    state, header = _read_safetensors(directory / MODEL_FILE)
+    if header.get("stamp") and meta.stamp and header["stamp"] != meta.stamp:
+        raise CheckpointError(f"checkpoint '{directory}' is inconsistent: its weights and meta.json come from different saves")
+    return state
 
 
 def load_train_state(path: str | Path) -> dict[str, Any] | None:
@@ -225,6 +306,6 @@ def load_train_state(path: str | Path) -> dict[str, Any] | None:
     except (OSError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{directory / STATE_META_FILE} is unreadable: {e}") from None
     meta = read_meta(directory)
-    if not (header.get("stamp") == tree.get("stamp") == meta.get("stamp")):
+    if not (header.get("stamp") == tree.get("stamp") == meta.stamp):
         raise CheckpointError(f"checkpoint '{directory}' is inconsistent: training state and weights come from different saves")
     return unflatten_state(tree["state"], tensors)

@@ -26,6 +26,7 @@ class TrainConfig:
     """Everything that decides a training run. Field docs double as ``cnnlab train --help``."""
 
     model: str = field(default="lenet5_modern", metadata={"help": "registered model name"})
+    task: str = field(default="auto", metadata={"help": "classify|... (auto: the task the model is made for)"})
     data: str = field(default="fashion-mnist-mini", metadata={"help": "dataset name or folder"})
     data_dir: str = field(default="", metadata={"help": "data root (default: $CNNLAB_DATA or the user cache)"})
     epochs: int = field(default=10, metadata={"help": "passes over the training set"})

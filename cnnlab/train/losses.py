@@ -46,3 +46,17 @@ def make_criterion(name: str, *, label_smoothing: float = 0.0) -> nn.Module:
     if name == "hinge":
         return MultiClassHinge()
     raise ValueError(f"unknown loss '{name}'")
+
+
+def auxiliary_loss(outputs, target: torch.Tensor, criterion: nn.Module) -> torch.Tensor:
+    """The loss of a network that may have auxiliary classifiers: the main loss plus each auxiliary
+    head's loss times its weight (GoogLeNet §5: main + 0.3 * aux1 + 0.3 * aux2), or the plain loss
+    for plain logits (every network in evaluation mode)."""
+    from ..backbone import AuxiliaryOutputs
+
+    if not isinstance(outputs, AuxiliaryOutputs):
+        return criterion(outputs, target)
+    loss = criterion(outputs.logits, target)
+    for aux, weight in zip(outputs.aux, outputs.weights):
+        loss = loss + weight * criterion(aux, target)
+    return loss

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Iterable
 
 import torch
 from torch import nn
@@ -10,10 +11,10 @@ from torch import nn
 from .config import TrainConfig
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+def parameter_groups(parameters: nn.Module | Iterable[nn.Parameter], weight_decay: float) -> list[dict]:
     """No weight decay on biases and normalisation parameters (1-D tensors), as is standard practice."""
     decay, no_decay = [], []
-    for p in model.parameters():
+    for p in (parameters.parameters() if isinstance(parameters, nn.Module) else parameters):
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}]
@@ -22,8 +23,9 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return groups
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    groups = parameter_groups(model, config.weight_decay)
+def make_optimizer(parameters: nn.Module | Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser ``config.optimizer`` over ``parameters`` (a model's, or one training phase's)."""
+    groups = parameter_groups(parameters, config.weight_decay)
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
                                nesterov=config.nesterov and config.momentum > 0)
@@ -65,3 +67,9 @@ class LRMultiplier:
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, LRMultiplier(config, steps_per_epoch))
+
+
+def replan(scheduler: torch.optim.lr_scheduler.LambdaLR, config: TrainConfig, steps_per_epoch: int) -> None:
+    """Make a (restored) schedule follow ``config.epochs`` from the step it has reached: how a run
+    that is extended to more epochs continues."""
+    scheduler.lr_lambdas = [LRMultiplier(config, steps_per_epoch) for _ in scheduler.lr_lambdas]

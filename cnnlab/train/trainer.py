@@ -1,17 +1,17 @@
-"""The training loop, readable top to bottom.
+"""The training loop, readable top to bottom, the same for every task.
 
-Data stays in memory as one uint8 tensor; each step indexes a batch, augments it as a whole,
-normalises it and takes an optimiser step. After every epoch the model is evaluated and a checkpoint
-(weights, metadata and everything needed to resume) is written atomically into the run folder,
-together with ``history.jsonl``. Resuming from that folder continues the very same run: on the CPU a
-resumed run ends bitwise equal to an uninterrupted one.
+The run's :class:`~cnnlab.tasks.Task` reads the data, builds (and augments) each batch, computes the
+loss and evaluates; the trainer owns everything else: the model, the optimiser and schedule of each
+optimisation phase (one, or two for a GAN), precision, EMA, data parallelism, checkpoints and resume.
+After every epoch the model is evaluated and a checkpoint (weights, typed metadata and everything
+needed to resume) is written atomically into the run folder, with ``history.jsonl``. Resuming from
+that folder continues the very same run: on the CPU a resumed run ends bitwise equal to an
+uninterrupted one.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import inspect
 import json
 import math
 import time
@@ -22,19 +22,20 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..data import ImageDataset, load_dataset
-from ..data.transforms import normalize, random_crop, random_erasing, random_hflip
 from ..errors import CnnlabError, ConfigError
 from ..io import atomic_write_text
-from ..registry import model_info
+from ..registry import create_model, model_arguments
 from ..system import native_bf16
-from .checkpoint import load_train_state, read_meta, save_checkpoint, load_state_dict_checked
+from ..tasks import get_task, task_for_model
+from ..tasks.classify import autocast as autocast_context
+from ..tasks.classify import evaluate_classifier as evaluate  # noqa: F401 - the classification evaluator, by its old name
+from ..tasks.classify import make_augment  # noqa: F401 - kept importable from here
 from . import distributed
+from .checkpoint import load_train_state, read_meta, save_checkpoint, load_state_dict_checked
 from .config import TrainConfig
 from .distributed import DistributedContext
-from .losses import make_criterion
-from .metrics import confusion_matrix, per_class_accuracy, topk_correct
-from .optim import make_optimizer, make_scheduler
+from .meta import CheckpointMeta, Preprocessing
+from .optim import make_optimizer, make_scheduler, replan
 
 HISTORY_FILE = "history.jsonl"
 CURVES_FILE = "curves.png"
@@ -63,23 +64,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def model_arguments(config: TrainConfig, dataset: ImageDataset, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The builder arguments that fit ``dataset``: classes, channels and, where the builder takes them,
-    the image size and its small-input form."""
-    info = model_info(config.model)
-    accepted = inspect.signature(info.builder).parameters
-    channels, height, _ = dataset.input_size
-    kwargs: dict[str, Any] = {"num_classes": dataset.num_classes, "in_channels": channels}
-    if "image_size" in accepted:
-        kwargs["image_size"] = height
-    if "small_input" in accepted:
-        small = {"yes": True, "no": False}.get(config.small_input, height * 2 <= info.input_size[1])
-        kwargs["small_input"] = small
-    kwargs.update(extra or {})
-    return {k: v for k, v in kwargs.items() if k in accepted or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())}
-
-
 def initialise(model: nn.Module, scheme: str) -> None:
     """Re-initialise conv and linear weights: ``xavier`` (Glorot & Bengio 2010) or ``kaiming`` (He et al. 2015)."""
     if scheme == "default":
@@ -94,76 +78,36 @@ def initialise(model: nn.Module, scheme: str) -> None:
                 nn.init.zeros_(m.bias)
 
 
-def make_augment(config: TrainConfig, dataset: ImageDataset) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
-    chosen = config.augmentations()
-    if "flip" in chosen and not dataset.hflip:
-        raise ConfigError(f"a horizontal flip changes the meaning of {dataset.name} images (e.g. digits); drop 'flip'")
+def saved_config(meta: CheckpointMeta) -> TrainConfig:
+    """The configuration a checkpoint was trained with (settings this version does not know are dropped)."""
+    from .config import apply_overrides
 
-    def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        if "crop" in chosen:
-            batch = random_crop(batch, config.crop_padding, generator)
-        if "flip" in chosen:
-            batch = random_hflip(batch, 0.5, generator)
-        if "erase" in chosen:
-            batch = random_erasing(batch, 0.5, generator=generator)
-        return batch
-
-    return augment
-
-
-def autocast_context(device: torch.device, precision: str):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-
-
-# --- evaluation --------------------------------------------------------------------------------------
-
-@torch.no_grad()
-def evaluate(model: nn.Module, dataset: ImageDataset, *, device: torch.device | str = "cpu", batch_size: int = 1024,
-             precision: str = "fp32", channels_last: bool = False, tta_flip: bool = False,
-             criterion: nn.Module | None = None, mean=None, std=None) -> dict[str, Any]:
-    """Loss, top-1/top-5 accuracy, per-class accuracy and confusion matrix of ``model`` on ``dataset``."""
-    device = torch.device(device)
-    model.eval()
-    criterion = criterion or nn.CrossEntropyLoss()
-    mean, std = mean or dataset.mean, std or dataset.std
-    n, k = len(dataset), dataset.num_classes
-    loss_sum, correct = 0.0, {1: 0, 5: 0}
-    confusion = torch.zeros(k, k, dtype=torch.long)
-    for start in range(0, n, batch_size):
-        x = normalize(dataset.images[start:start + batch_size].to(device), mean, std)
-        y = dataset.labels[start:start + batch_size].to(device)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast_context(device, precision):
-            scores = model(x).float()
-            if tta_flip:
-                scores = (scores.softmax(1) + model(x.flip(-1)).float().softmax(1)).log()
-        loss_sum += float(criterion(scores, y)) * len(y)
-        for kk, v in topk_correct(scores, y).items():
-            correct[kk] += v
-        confusion += confusion_matrix(scores.argmax(1).cpu(), y.cpu(), k)
-    return {"loss": loss_sum / max(1, n), "top1": correct[1] / max(1, n), "top5": correct[5] / max(1, n),
-            "per_class": per_class_accuracy(confusion), "confusion": confusion.tolist(), "images": n}
+    known = {k: v for k, v in meta.config.items() if k in TrainConfig.__dataclass_fields__}
+    return apply_overrides(TrainConfig(), known, f"the saved configuration of {meta.arch}")
 
 
 # --- the trainer -------------------------------------------------------------------------------------
 
 class Trainer:
-    """Train ``config.model`` on ``config.data``; ``resume`` continues a run folder where it stopped."""
+    """Train ``config.model`` on ``config.data`` for its task; ``resume`` continues a run folder where it
+    stopped, and ``extend_to`` (with ``resume``) takes the run on to that many epochs in all."""
 
-    def __init__(self, config: TrainConfig, *, resume: str | Path | None = None,
+    def __init__(self, config: TrainConfig, *, resume: str | Path | None = None, extend_to: int | None = None,
                  progress: bool = True, log: Callable[[str], None] = print):
         self.log = log
         self.show_progress = progress
         self.state = None
+        resumed: CheckpointMeta | None = None
         if resume is not None:
-            meta = read_meta(resume)
-            saved = TrainConfig(**{k: v for k, v in meta["config"].items() if k in TrainConfig.__dataclass_fields__})
+            resumed = read_meta(resume)  # the run folder is read once; its weights are loaded in _restore
             # A resumed run is the saved run, continued: its configuration (and so its learning-rate
             # schedule) comes from the checkpoint, not from the caller.
-            config = dataclasses.replace(saved, out=str(Path(resume)))
+            config = dataclasses.replace(saved_config(resumed), out=str(Path(resume)))
+            if extend_to is not None:
+                if extend_to < resumed.epoch:
+                    raise ConfigError(f"'{resume}' has trained {resumed.epoch} epochs already; --epochs {extend_to} "
+                                      "would shorten it")
+                config = dataclasses.replace(config, epochs=extend_to)
             self.state = load_train_state(resume)
             if self.state is None:
                 raise ConfigError(f"'{resume}' holds no training state to resume from")
@@ -178,14 +122,18 @@ class Trainer:
         self.device = resolve_device(device_name)
         if config.precision == "auto":  # decided once, here, and recorded so that a resumed run trains alike
             config = self.config = dataclasses.replace(config, precision="bf16" if native_bf16(self.device) else "fp32")
+        task_name = resumed.task if resumed is not None else task_for_model(config.model, config.task)
+        if config.task != task_name:  # recorded, so that the checkpoint says which task it trained
+            config = self.config = dataclasses.replace(config, task=task_name)
+        self.task = get_task(task_name, config)
         self.run_dir = Path(config.out or f"runs/{config.model}-{Path(config.data).name}")
 
         self.train_set, self.val_set, self.test_set = self._load_data()
-        self.arch_kwargs = (dict(read_meta(resume)["arch_kwargs"]) if resume is not None
-                            else model_arguments(config, self.train_set))
+        data = self.task.data_fields(self.train_set)
+        self.arch_kwargs = (dict(resumed.arch_kwargs) if resumed is not None else model_arguments(
+            config.model, input_size=data["input_size"], num_classes=len(data["class_names"]),
+            small_input=config.small_input))
         torch.manual_seed(config.seed)
-        from ..registry import create_model
-
         self.model = create_model(config.model, **self.arch_kwargs)
         initialise(self.model, config.init)
         self.model.to(self.device)
@@ -195,10 +143,10 @@ class Trainer:
         if config.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.steps_per_epoch = math.ceil(len(self.train_set) / config.batch_size)
-        self.optimizer = make_optimizer(self.model, config)
-        self.scheduler = make_scheduler(self.optimizer, config, self.steps_per_epoch)
-        self.criterion = make_criterion(config.loss, label_smoothing=config.label_smoothing)
-        self.eval_criterion = nn.CrossEntropyLoss()
+        self.optimizers = {phase: make_optimizer(self.task.phase_parameters(self.model, phase), config)
+                           for phase in self.task.phases}
+        self.schedulers = {phase: make_scheduler(opt, config, self.steps_per_epoch)
+                           for phase, opt in self.optimizers.items()}
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16" and self.device.type == "cuda")
         self.ema = None
         if config.ema:
@@ -208,18 +156,29 @@ class Trainer:
         self.forward = self.dist.wrap(self.model, self.device) if self.dist.enabled else self.model
         if config.compile:
             self.forward = torch.compile(self.forward)
-        self.augment = make_augment(config, self.train_set)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
         if self.state is not None:
             self._restore(self.state)
+            if extend_to is not None:
+                for scheduler in self.schedulers.values():
+                    replan(scheduler, config, self.steps_per_epoch)
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The optimiser of the first (for most tasks the only) phase."""
+        return self.optimizers[self.task.phases[0]]
+
+    @property
+    def scheduler(self):
+        return self.schedulers[self.task.phases[0]]
 
     # -- data
-    def _load_data(self) -> tuple[ImageDataset, ImageDataset | None, ImageDataset]:
+    def _load_data(self):
         c = self.config
-        train = load_dataset(c.data, "train", c.data_dir or None)
-        test = load_dataset(c.data, "test", c.data_dir or None)
+        train = self.task.load_split(c.data, "train", c.data_dir or None)
+        test = self.task.load_split(c.data, "test", c.data_dir or None)
         if c.limit_train:
             train = train.subset(slice(0, c.limit_train))
         if c.limit_test:
@@ -229,6 +188,9 @@ class Trainer:
             train, val = train.random_split(c.val_fraction, c.seed)
         if len(train) == 0:
             raise ConfigError("the training set is empty")
+        if len(test) == 0:
+            raise ConfigError("the test set is empty")
+        self.task.check_data(train, test)
         return train, val, test
 
     def _check_shards(self) -> None:
@@ -238,15 +200,19 @@ class Trainer:
                               f"last batch {n % b or b}; change --batch-size or --limit-train")
 
     # -- checkpoint state
+    @staticmethod
+    def _key(name: str, phase: str, first: str) -> str:
+        # The first phase keeps the plain names, so run folders of one-phase tasks read as they always have.
+        return name if phase == first else f"{name}.{phase}"
+
     def _train_state(self) -> dict[str, Any]:
-        state = {
-            "epoch": self.epoch,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "generator": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "history": json.dumps(self.history),
-        }
+        first = self.task.phases[0]
+        state: dict[str, Any] = {"epoch": self.epoch}
+        for phase in self.task.phases:
+            state[self._key("optimizer", phase, first)] = self.optimizers[phase].state_dict()
+            state[self._key("scheduler", phase, first)] = self.schedulers[phase].state_dict()
+        state.update(generator=self.generator.get_state(), torch_rng=torch.get_rng_state(),
+                     history=json.dumps(self.history))
         if self.ema is not None:  # the checkpoint's weights are the average; keep the raw ones to resume
             state["raw_model"] = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
             state["ema_count"] = self.ema.n_averaged.detach().cpu().clone()
@@ -255,17 +221,20 @@ class Trainer:
         return state
 
     def _restore(self, state: dict[str, Any]) -> None:
-        from .checkpoint import load_checkpoint
+        from .checkpoint import check_values, read_weights
 
-        saved = load_checkpoint(self.run_dir, device=self.device)
+        weights = read_weights(self.run_dir)
+        check_values(self.model, weights, f"checkpoint '{self.run_dir}'")
+        target = self.ema.module if self.ema is not None else self.model
+        load_state_dict_checked(target, {k: v.to(self.device) for k, v in weights.items()}, f"checkpoint '{self.run_dir}'")
         if self.ema is not None:
-            self.ema.module.load_state_dict(saved.model.state_dict())
             self.ema.n_averaged.copy_(state["ema_count"])
-            load_state_dict_checked(self.model, {k: v.to(self.device) for k, v in state["raw_model"].items()}, "saved raw weights")
-        else:
-            self.model.load_state_dict(saved.model.state_dict())
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+            load_state_dict_checked(self.model, {k: v.to(self.device) for k, v in state["raw_model"].items()},
+                                    "saved raw weights")
+        first = self.task.phases[0]
+        for phase in self.task.phases:
+            self.optimizers[phase].load_state_dict(state[self._key("optimizer", phase, first)])
+            self.schedulers[phase].load_state_dict(state[self._key("scheduler", phase, first)])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and self.device.type == "cuda":
@@ -273,72 +242,79 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.history = json.loads(state["history"])
 
-    def _meta(self, metrics: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "arch": self.config.model, "arch_kwargs": self.arch_kwargs,
-            "class_names": self.train_set.class_names, "num_classes": self.train_set.num_classes,
-            "input_size": list(self.train_set.input_size), "mean": list(self.train_set.mean),
-            "std": list(self.train_set.std), "dataset": self.config.data, "epoch": self.epoch,
-            "metrics": metrics, "config": self.config.to_dict(), "torch": torch.__version__,
-        }
+    def _meta(self, metrics: dict[str, Any]) -> CheckpointMeta:
+        data = self.task.data_fields(self.train_set)
+        return CheckpointMeta(
+            arch=self.config.model, arch_kwargs=self.arch_kwargs, class_names=list(data["class_names"]),
+            preprocessing=Preprocessing(tuple(data["input_size"]), tuple(data["mean"]), tuple(data["std"])),
+            task=self.task.name, dataset=self.config.data, config=self.config.to_dict(), epoch=self.epoch,
+            metrics=metrics, extra=dict(data["extra"]))
 
     # -- the loop
     def train_one_epoch(self, on_step: Callable[[int, float, float], None] | None = None) -> dict[str, float]:
-        c, model = self.config, self.model
+        c, model, task = self.config, self.model, self.task
         model.train()
         n = len(self.train_set)
         order = torch.randperm(n, generator=self.generator)
-        loss_sum = torch.zeros((), dtype=torch.float64)
-        correct = torch.zeros((), dtype=torch.long)
+        sums: dict[str, torch.Tensor] = {}
+        count = 0
         start = time.perf_counter()
         for step in range(self.steps_per_epoch):
             idx = order[step * c.batch_size:(step + 1) * c.batch_size]
-            x = self.augment(self.train_set.images[idx], self.generator)  # B x C x H x W uint8
-            y = self.train_set.labels[idx]
+            batch = task.make_batch(self.train_set, idx, train=True, generator=self.generator)
             scale = 1.0
             if self.dist.enabled:  # every rank augmented the same global batch; keep this rank's shard
                 part = self.dist.shard(idx)
-                x, y, scale = x[part], y[part], self.dist.loss_scale(len(idx[part]), len(idx))
-            x = normalize(x.to(self.device, non_blocking=True), self.train_set.mean, self.train_set.std)
-            y = y.to(self.device, non_blocking=True)
-            if c.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast_context(self.device, c.precision):
-                outputs = self.forward(x)
-                if hasattr(model, "training_loss"):
-                    loss = model.training_loss(outputs, y, self.criterion)
-                    scores = outputs[0] if isinstance(outputs, tuple) else outputs
-                else:
-                    loss, scores = self.criterion(outputs, y), outputs
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"the loss became {float(loss.detach())} at epoch {self.epoch + 1}, step {step + 1}; "
-                                       f"lower the learning rate (now {self.scheduler.get_last_lr()[0]:.3g}) or set --grad-clip")
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss * scale if scale != 1.0 else loss).backward()
-            self.scaler.unscale_(self.optimizer)
-            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip if c.grad_clip > 0 else float("inf"))
-            if not torch.isfinite(norm) and not self.scaler.is_enabled():
-                raise TrainingDiverged(f"the gradient became {float(norm)} at epoch {self.epoch + 1}, step {step + 1}; "
-                                       "lower the learning rate or set --grad-clip")
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.scheduler.step()
+                batch = batch.select(torch.arange(len(idx))[part])
+                scale = self.dist.loss_scale(len(batch), len(idx))
+            batch = task.prepare(batch, self.device, channels_last=c.channels_last)
+            for phase in task.phases:
+                out = self._optimise(phase, batch, scale, step)
+            for name, value in out.sums.items():
+                sums[name] = sums[name] + value if name in sums else value
+            count += out.count
             if self.ema is not None:
                 self.ema.update_parameters(model)
-            loss_sum += loss.detach().double() * len(y)
-            correct += (scores.detach().argmax(1) == y).sum()
             if on_step is not None:
-                on_step(step + 1, float(loss.detach()), len(y) * (step + 1) / (time.perf_counter() - start))
+                on_step(step + 1, float(out.loss.detach()), count / (time.perf_counter() - start))
         seconds = time.perf_counter() - start
+        names = sorted(sums)
+        totals = torch.stack([sums[k].detach().double().cpu() for k in names] + [torch.tensor(float(count))])
         if self.dist.enabled:  # each rank counted its own shards; the epoch's figures are their sums
-            totals = self.dist.sum(torch.stack([loss_sum, correct.double()]).to(
-                self.device if self.dist.backend == "nccl" else "cpu"))
-            loss_sum, correct = totals[0].cpu(), totals[1].cpu().long()
-        return {"train_loss": float(loss_sum) / n, "train_acc": int(correct) / n,
-                "train_seconds": seconds, "train_images_per_second": n / seconds}
+            totals = self.dist.sum(totals.to(self.device if self.dist.backend == "nccl" else "cpu")).cpu()
+        record = {f"train_{k}": float(totals[i]) / max(1.0, float(totals[-1])) for i, k in enumerate(names)}
+        return {**record, "train_seconds": seconds, "train_images_per_second": n / seconds}
+
+    def _optimise(self, phase: str, batch, scale: float, step: int):
+        """One optimiser step of ``phase``: loss, backward, clip, step, schedule."""
+        c = self.config
+        optimizer, scheduler = self.optimizers[phase], self.schedulers[phase]
+        with autocast_context(self.device, c.precision):
+            out = self.task.training_step(self.forward, self.model, batch, phase)
+        loss = out.loss
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"the loss became {float(loss.detach())} at epoch {self.epoch + 1}, step {step + 1}; "
+                                   f"lower the learning rate (now {scheduler.get_last_lr()[0]:.3g}) or set --grad-clip")
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss * scale if scale != 1.0 else loss).backward()
+        self.scaler.unscale_(optimizer)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        norm = torch.nn.utils.clip_grad_norm_(params, c.grad_clip if c.grad_clip > 0 else float("inf"))
+        if not torch.isfinite(norm) and not self.scaler.is_enabled():
+            raise TrainingDiverged(f"the gradient became {float(norm)} at epoch {self.epoch + 1}, step {step + 1}; "
+                                   "lower the learning rate or set --grad-clip")
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        scheduler.step()
+        return out
 
     def evaluation_model(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.model
+
+    def evaluate(self, dataset) -> dict[str, Any]:
+        c = self.config
+        return self.task.evaluate(self.evaluation_model(), dataset, device=self.device, batch_size=c.eval_batch_size,
+                                  precision=c.precision, channels_last=c.channels_last, tta_flip=c.tta_flip)
 
     def run(self, *, stop_after: int | None = None) -> TrainResult:
         """Train to ``config.epochs``; ``stop_after`` ends early after that many epochs (as a crash would)."""
@@ -347,28 +323,24 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         wall = time.perf_counter()
         before = self.history[-1].get("seconds", 0.0) if self.history else 0.0  # time spent before a resume
-        train_seconds = 0.0
         with _Progress(self.show_progress) as bar:
             while self.epoch < last:
                 bar.start_epoch(self.epoch + 1, c.epochs, self.steps_per_epoch)
                 record = {"epoch": self.epoch + 1, "lr": self.scheduler.get_last_lr()[0]}
                 record.update(self.train_one_epoch(bar.step if bar.progress else None))
-                train_seconds += record["train_seconds"]
                 if self.dist.is_main:
-                    eval_kwargs = dict(device=self.device, batch_size=c.eval_batch_size, precision=c.precision,
-                                       channels_last=c.channels_last, tta_flip=c.tta_flip, criterion=self.eval_criterion)
                     if self.val_set is not None:
-                        v = evaluate(self.evaluation_model(), self.val_set, **eval_kwargs)
-                        record.update(val_loss=v["loss"], val_acc=v["top1"])
-                    t = evaluate(self.evaluation_model(), self.test_set, **eval_kwargs)
-                    record.update(test_loss=t["loss"], test_acc=t["top1"], test_top5=t["top5"],
-                                  seconds=time.perf_counter() - wall + before)
+                        v = self.task.scalars(self.evaluate(self.val_set))
+                        record.update({f"val_{k}": x for k, x in v.items()})
+                    t = self.evaluate(self.test_set)
+                    record.update({f"test_{k}": x for k, x in self.task.scalars(t).items()})
+                    record["seconds"] = time.perf_counter() - wall + before
                 self.epoch += 1
                 self.history.append(record)
                 if self.dist.is_main:
                     self._save(t)
                     bar.end_epoch(record)
-                    self.log(_epoch_line(record))
+                    self.log(_epoch_line(record, self.task.shown))
                 self.dist.barrier()  # the other ranks go on only once the checkpoint is complete
         final = dict(self.history[-1]) if self.history else {}
         if self.dist.is_main:
@@ -379,9 +351,8 @@ class Trainer:
         return TrainResult(self.run_dir, self.history, final, time.perf_counter() - wall, rate)
 
     def _save(self, test_metrics: dict[str, Any]) -> None:
-        metrics = {"test_loss": test_metrics["loss"], "test_acc": test_metrics["top1"], "test_top5": test_metrics["top5"],
-                   "per_class": test_metrics["per_class"]}
-        save_checkpoint(self.run_dir, self.evaluation_model(), self._meta(metrics), self._train_state())
+        save_checkpoint(self.run_dir, self.evaluation_model(), self._meta(self.task.checkpoint_metrics(test_metrics)),
+                        self._train_state())
         atomic_write_text(self.run_dir / HISTORY_FILE, "".join(json.dumps(h) + "\n" for h in self.history))
 
     def _plot(self) -> None:
@@ -391,10 +362,11 @@ class Trainer:
             plot_history({self.run_dir.name: self.history}, self.run_dir / CURVES_FILE)
 
 
-def _epoch_line(r: dict[str, Any]) -> str:
-    val = f" val_acc {r['val_acc']:.4f}" if "val_acc" in r else ""
-    return (f"epoch {r['epoch']:3d}  loss {r['train_loss']:.4f}  train_acc {r['train_acc']:.4f}{val}  "
-            f"test_acc {r['test_acc']:.4f}  {r['train_images_per_second']:.0f} img/s  {r['seconds']:.1f}s")
+def _epoch_line(r: dict[str, Any], shown: tuple[str, ...]) -> str:
+    figures = "".join(f"  {split}_{name} {r[f'{split}_{name}']:.4f}" for name in shown
+                      for split in ("train", "val", "test") if f"{split}_{name}" in r)
+    return (f"epoch {r['epoch']:3d}  loss {r['train_loss']:.4f}{figures}  "
+            f"{r['train_images_per_second']:.0f} img/s  {r['seconds']:.1f}s")
 
 
 class _Progress:
@@ -434,8 +406,17 @@ class _Progress:
 
 def train(config: TrainConfig | None = None, *, resume: str | Path | None = None, progress: bool = False,
           log: Callable[[str], None] = lambda s: None, stop_after: int | None = None, **overrides: Any) -> TrainResult:
-    """Train from Python: ``cnnlab.train.train(model="lenet5", data="fashion-mnist", epochs=2)``."""
+    """Train from Python: ``cnnlab.train.train(model="lenet5", data="fashion-mnist", epochs=2)``.
+
+    With ``resume=RUN_DIR`` the saved run continues; ``epochs=N`` then extends it to N epochs.
+    """
     from .config import apply_overrides
 
+    extend_to = None
+    if resume is not None:
+        extra = sorted(set(overrides) - {"epochs"})
+        if extra or config is not None:
+            raise ConfigError(f"a resumed run keeps its saved settings; only epochs may change (got {', '.join(extra) or 'config'})")
+        extend_to = overrides.pop("epochs", None)
     config = apply_overrides(config or TrainConfig(), overrides, "train()") if overrides else (config or TrainConfig())
-    return Trainer(config, resume=resume, progress=progress, log=log).run(stop_after=stop_after)
+    return Trainer(config, resume=resume, extend_to=extend_to, progress=progress, log=log).run(stop_after=stop_after)

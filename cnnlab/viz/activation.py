@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.transforms import normalize
 from . import style
 from .stages import find_module, forward_until
 
@@ -46,13 +45,13 @@ def _check_channel(out: torch.Tensor, channel: int) -> None:
 
 
 def top_activations(model: nn.Module, layer: nn.Module | str, images: torch.Tensor, channel: int, *,
-                    mean, std, k: int = 9, batch_size: int = 256) -> TopActivations:
+                    preprocessing, k: int = 9, batch_size: int = 256) -> TopActivations:
     """The ``k`` images of ``images`` (uint8 N x C x H x W) with the largest activation of ``channel``."""
     layer = find_module(model, layer)
     model.eval()
     peaks, where = [], []
     for start in range(0, len(images), batch_size):
-        x = normalize(images[start:start + batch_size], mean, std)
+        x = preprocessing.normalize(images[start:start + batch_size])
         maps = _channel_maps(model, layer, x, channel)  # n x h x w
         flat = maps.flatten(1)
         value, position = flat.max(1)
@@ -60,7 +59,7 @@ def top_activations(model: nn.Module, layer: nn.Module | str, images: torch.Tens
         where.append(torch.stack([position // maps.shape[2], position % maps.shape[2]], 1))
     peaks_t, where_t = torch.cat(peaks), torch.cat(where)
     order = peaks_t.argsort(descending=True)[:k].tolist()
-    boxes = [_support_box(model, layer, normalize(images[i:i + 1], mean, std), channel, tuple(where_t[i].tolist()))
+    boxes = [_support_box(model, layer, preprocessing.normalize(images[i:i + 1]), channel, tuple(where_t[i].tolist()))
              for i in order]
     return TopActivations(order, [float(peaks_t[i]) for i in order], boxes)
 
@@ -90,7 +89,7 @@ class OptimisedInput:
     final: float  # ... and at the end
 
 
-def maximize_channel(model: nn.Module, layer: nn.Module | str, channel: int, input_size, *, mean, std,
+def maximize_channel(model: nn.Module, layer: nn.Module | str, channel: int, input_size, *, preprocessing,
                      steps: int = 160, lr: float = 0.05, weight_decay: float = 1e-3, blur_every: int = 4,
                      blur: float = 0.15, seed: int = 0, fallback_start: torch.Tensor | np.ndarray | None = None) -> OptimisedInput:
     """An input that maximises the mean activation of ``channel``.
@@ -108,11 +107,11 @@ def maximize_channel(model: nn.Module, layer: nn.Module | str, channel: int, inp
     generator = torch.Generator().manual_seed(seed)
     logits = (0.1 * torch.randn(1, c, h, w, generator=generator)).requires_grad_(True)
     start = "noise"
-    if fallback_start is not None and _channel_gradient(model, layer, channel, logits, mean, std)[1].eq(0).all():
+    if fallback_start is not None and _channel_gradient(model, layer, channel, logits, preprocessing)[1].eq(0).all():
         image = torch.as_tensor(np.asarray(fallback_start), dtype=torch.float32).reshape(1, c, h, w)
         logits = torch.logit(image.clamp(0.05, 0.95)).requires_grad_(True)
         start = "top image"
-    initial = _channel_gradient(model, layer, channel, logits, mean, std)[0]
+    initial = _channel_gradient(model, layer, channel, logits, preprocessing)[0]
     # Adam (Kingma & Ba, ICLR 2015) written out: torch.optim would import its compiler stack, seconds
     # of start-up for a one-tensor problem.
     beta1, beta2, eps = 0.9, 0.999, 1e-8
@@ -122,7 +121,7 @@ def maximize_channel(model: nn.Module, layer: nn.Module | str, channel: int, inp
     jitter = max(1, min(h, w) // 14)
     for step in range(steps):
         dy, dx = (int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=generator))
-        _, grad = _channel_gradient(model, layer, channel, logits, mean, std, shift=(dy, dx),
+        _, grad = _channel_gradient(model, layer, channel, logits, preprocessing, shift=(dy, dx),
                                     weight_decay=weight_decay)
         with torch.no_grad():
             first.mul_(beta1).add_(grad, alpha=1 - beta1)
@@ -133,18 +132,18 @@ def maximize_channel(model: nn.Module, layer: nn.Module | str, channel: int, inp
             if blur_every and blur > 0 and (step + 1) % blur_every == 0:
                 blurred = F.conv2d(F.pad(logits, (1, 1, 1, 1), mode="replicate"), smooth, groups=c)
                 logits.mul_(1 - blur).add_(blurred, alpha=blur)
-    final = _channel_gradient(model, layer, channel, logits, mean, std)[0]
+    final = _channel_gradient(model, layer, channel, logits, preprocessing)[0]
     return OptimisedInput(torch.sigmoid(logits).detach()[0].numpy(), start, initial, final)
 
 
-def _channel_gradient(model, layer, channel, logits, mean, std, *, shift=(0, 0), weight_decay=0.0):
+def _channel_gradient(model, layer, channel, logits, preprocessing, *, shift=(0, 0), weight_decay=0.0):
     """(mean activation of ``channel`` on ``sigmoid(logits)``, its gradient with respect to the logits).
 
     Only the image gets a gradient; the model's own parameters are left untouched.
     """
     with torch.enable_grad():
         image = torch.roll(torch.sigmoid(logits), shifts=shift, dims=(2, 3))
-        out = forward_until(model, layer, normalize(image * 255.0, mean, std))
+        out = forward_until(model, layer, preprocessing.normalize(image * 255.0))
         _check_channel(out, channel)
         activation = out[0, channel].mean()
         objective = activation - weight_decay * (logits ** 2).mean()

@@ -6,15 +6,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.transforms import normalize
 from . import style
 
 
 @torch.no_grad()
-def predict_probabilities(model: nn.Module, images: torch.Tensor, *, mean, std, batch_size: int = 256) -> torch.Tensor:
+def predict_probabilities(model: nn.Module, images: torch.Tensor, *, preprocessing, batch_size: int = 256) -> torch.Tensor:
     """Softmax probabilities, N x num_classes, for uint8 ``images`` N x C x H x W."""
     model.eval()
-    out = [torch.softmax(model(normalize(images[i:i + batch_size], mean, std)).float(), 1)
+    out = [torch.softmax(model(preprocessing.normalize(images[i:i + batch_size])).float(), 1)
            for i in range(0, len(images), batch_size)]
     return torch.cat(out) if out else torch.empty(0, 0)
 

@@ -7,7 +7,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.transforms import normalize
 from . import style
 
 
@@ -23,15 +22,22 @@ def penultimate_layer(model: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def penultimate_features(model: nn.Module, images: torch.Tensor, *, mean, std, batch_size: int = 256) -> torch.Tensor:
-    """N x D features entering the last fully connected layer, for uint8 ``images`` N x C x H x W."""
+def penultimate_features(model: nn.Module, images: torch.Tensor, *, preprocessing, batch_size: int = 256) -> torch.Tensor:
+    """N x D features entering the last layer, for uint8 ``images`` N x C x H x W: a zoo model's
+    pre-logits (``forward_head(..., pre_logits=True)``), else the input of its last linear layer."""
+    from ..backbone import Backbone
+
+    model.eval()
+    if isinstance(model, Backbone):
+        return torch.cat([model.forward_head(model.forward_features(preprocessing.normalize(images[i:i + batch_size])),
+                                             pre_logits=True).flatten(1) for i in range(0, len(images), batch_size)])
     layer = penultimate_layer(model)
     captured: list[torch.Tensor] = []
     handle = layer.register_forward_pre_hook(lambda module, inputs: captured.append(inputs[0].detach().flatten(1)))
     model.eval()
     try:
         for i in range(0, len(images), batch_size):
-            model(normalize(images[i:i + batch_size], mean, std))
+            model(preprocessing.normalize(images[i:i + batch_size]))
     finally:
         handle.remove()
     return torch.cat(captured)

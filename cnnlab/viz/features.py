@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from . import style
-from .stages import OutputRecorder, Stage, _walk, feature_body, feature_stages
+from .stages import OutputRecorder, Stage, body_chain, feature_body, feature_stages
 
 
 @torch.no_grad()
@@ -30,9 +30,11 @@ def feature_maps(model: nn.Module, x: torch.Tensor) -> list[tuple[str, torch.Ten
     was_training = model.training
     model.eval()
     try:
-        body, prefix = feature_body(model)
-        if isinstance(body, nn.Sequential) and body is not model:
-            return _run_chain(body, prefix, stages, x)
+        from ..backbone import Backbone
+
+        body, _ = feature_body(model)
+        if isinstance(model, Backbone) or (isinstance(body, nn.Sequential) and body is not model):
+            return _run_chain(model, stages, x)
         with OutputRecorder([s.output_module for s in stages]) as rec:
             model(x)
         return [(s.name, rec.outputs[i]) for i, s in enumerate(stages) if i in rec.outputs]
@@ -40,12 +42,12 @@ def feature_maps(model: nn.Module, x: torch.Tensor) -> list[tuple[str, torch.Ten
         model.train(was_training)
 
 
-def _run_chain(body: nn.Sequential, prefix: str, stages: list[Stage], x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
-    """Run the body module by module; reading outputs between modules is exact even where a
+def _run_chain(model: nn.Module, stages: list[Stage], x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    """Run the feature modules one by one; reading outputs between modules is exact even where a
     layer instance is reused (a shared ReLU would confuse forward hooks)."""
     ends = {s.paths[-1]: s.name for s in stages}
     out = []
-    for _, path, module in _walk(body, prefix):
+    for _, path, module in body_chain(model)[0]:
         x = module(x)
         if path in ends:
             out.append((ends[path], x.detach().cpu().clone()))

@@ -1,7 +1,7 @@
 """The stages of a network's feature extractor: where feature maps are read and CAM is attached.
 
-Every cnnlab classifier has a ``features`` body and a ``classifier`` head. The body is walked in
-order; a *stage* begins at each module that convolves or pools (a ``Conv2d``, a pooling layer, or a
+Every cnnlab classifier has a trunk (:meth:`cnnlab.backbone.Backbone.trunk`) and a head. The trunk is
+walked in order; a *stage* begins at each module that convolves or pools (a ``Conv2d``, a pooling layer, or a
 composite block such as an Inception module, a residual block or a dense block) and takes in the
 normalisation, activation and dropout layers that follow it, so a stage's output is what the next
 stage sees: ``conv -> bn -> relu`` is one stage whose output is the rectified map.
@@ -82,11 +82,33 @@ def _kind(module: nn.Module) -> str:
 
 
 def feature_body(model: nn.Module) -> tuple[nn.Module, str]:
-    """The convolutional body of ``model`` and its attribute path (``features`` for every zoo model)."""
+    """The convolutional body of a model that is not a cnnlab backbone, and its attribute path."""
     body = getattr(model, "features", None)
     if isinstance(body, nn.Module):
         return body, "features"
     return model, ""
+
+
+def body_chain(model: nn.Module) -> tuple[list[tuple[str, str, nn.Module]], str]:
+    """(attribute name, path, module) of the modules that make ``model``'s features, in order, with
+    plain Sequentials opened up; and the path prefix the stage names leave out (``features`` or none).
+
+    A cnnlab backbone gives its trunk; another model its ``features``, or its own children less any
+    that hold a fully connected layer (its head)."""
+    from ..backbone import Backbone
+
+    if isinstance(model, Backbone):
+        trunk = model.trunk()
+        prefix = "features" if all(path.startswith("features.") for path, _ in trunk) else ""
+        chain = []
+        for path, module in trunk:
+            chain.extend(_walk(module, path) if _opens_up(module) else [(path.rsplit(".", 1)[-1], path, module)])
+        return chain, prefix
+    body, prefix = feature_body(model)
+    chain = _walk(body, prefix)
+    if body is model:
+        chain = [c for c in chain if not any(isinstance(m, nn.Linear) for m in c[2].modules())]
+    return chain, prefix
 
 
 def _walk(container: nn.Module, prefix: str) -> list[tuple[str, str, nn.Module]]:
@@ -107,10 +129,7 @@ def feature_stages(model: nn.Module) -> list[Stage]:
     A model without a ``features`` attribute is walked from its own children, skipping any that
     hold a fully connected layer (its head).
     """
-    body, prefix = feature_body(model)
-    chain = _walk(body, prefix)
-    if body is model:
-        chain = [c for c in chain if not any(isinstance(m, nn.Linear) for m in c[2].modules())]
+    chain, prefix = body_chain(model)
     stages: list[Stage] = []
     counters = {"conv": 0, "pool": 0, "block": 0}
     pending: list[tuple[str, nn.Module]] = []  # passive layers seen before the first stage

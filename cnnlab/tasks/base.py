@@ -1,0 +1,165 @@
+"""What a task is: everything about a vision problem that is not the network or the training loop.
+
+The trainer, the checkpoint and the verbs (``train``, ``eval``, ``predict``, ``serve``, ``export``,
+``bench``) know nothing of classes, masks or boxes; they ask the run's :class:`Task`:
+
+=====================  ==========================================================================
+data                   :meth:`Task.load_split` reads the kind of dataset the task needs
+batching               :meth:`Task.make_batch` gathers (and, in training, augments) examples,
+                       moving targets with the image; :meth:`Task.prepare` puts a batch on the
+                       device as the model takes it
+loss                   :meth:`Task.training_step` runs the model and returns the loss and the
+                       sums to log, once per optimisation phase (one phase, or two for a GAN)
+metrics                :meth:`Task.evaluate` over a whole split; :meth:`Task.scalars` the figures
+                       logged per epoch; :meth:`Task.report` prints them for ``cnnlab eval``
+prediction             :meth:`Task.predictor` for a checkpoint, :meth:`Task.describe` for JSON,
+                       :meth:`Task.print_predictions` for people
+service                :meth:`Task.response` shapes the HTTP answer
+=====================  ==========================================================================
+
+A new task subclasses :class:`Task`, registers with :func:`cnnlab.tasks.register_task`, and its
+models register with ``task=<name>``: ``cnnlab train <model>`` then picks it up (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Sequence
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Batch:
+    """A batch of examples: the model's ``inputs``, the task's ``targets`` (per example) and ``extra``
+    (what holds for the whole batch, such as the normalisation).
+
+    :meth:`select` keeps some examples (how a data-parallel rank keeps its shard of a global batch):
+    tensors are indexed along their first dimension, lists item by item, dicts value by value.
+    """
+
+    inputs: Any
+    targets: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def select(self, index: torch.Tensor) -> "Batch":
+        def pick(value: Any) -> Any:
+            if isinstance(value, torch.Tensor):
+                return value[index]
+            if isinstance(value, (list, tuple)):
+                return [value[int(i)] for i in index]
+            if isinstance(value, dict):
+                return {k: pick(v) for k, v in value.items()}
+            return value
+
+        return replace(self, inputs=pick(self.inputs), targets=pick(self.targets))
+
+
+@dataclass
+class StepOutput:
+    """What one optimisation step reports: the loss to back-propagate and sums to average over the epoch.
+
+    ``sums`` maps a name (``loss``, ``acc``) to a detached tensor summed over the ``count`` examples of
+    the step; the trainer logs ``train_<name>`` = total sum / total count.
+    """
+
+    loss: torch.Tensor
+    sums: dict[str, torch.Tensor]
+    count: int
+
+
+class Task(abc.ABC):
+    """Base class of the tasks; see the module docstring for who calls what."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    phases: ClassVar[tuple[str, ...]] = ("model",)  # one optimiser (and schedule) per phase
+    shown: ClassVar[tuple[str, ...]] = ()  # scalars shown in the epoch line, besides the loss
+    primary: ClassVar[str] = "loss"  # the scalar that says how good a model is
+    higher_is_better: ClassVar[bool] = False
+
+    def __init__(self, config=None):
+        from ..train.config import TrainConfig
+
+        self.config = config if config is not None else TrainConfig()
+
+    # --- data -------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def load_split(self, name: str, split: str, data_dir: str | None = None):
+        """The ``split`` (train or test) of dataset ``name`` (a registered name or a folder)."""
+
+    def data_fields(self, train_set) -> dict[str, Any]:
+        """What the checkpoint records of the data: ``class_names``, ``input_size``, ``mean``, ``std``
+        and ``extra`` (a task's own fields)."""
+        return {"class_names": list(train_set.class_names), "input_size": tuple(train_set.input_size),
+                "mean": tuple(train_set.mean), "std": tuple(train_set.std), "extra": {}}
+
+    def check_data(self, train_set, test_set) -> None:
+        """Refuse a pair of splits the task cannot train on, before any epoch runs."""
+
+    def check_meta(self, model: nn.Module, meta, what: str) -> None:
+        """Refuse checkpoint metadata that does not fit ``model`` (built on the meta device)."""
+
+    # --- batches ----------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def make_batch(self, dataset, indices: torch.Tensor, *, train: bool,
+                   generator: torch.Generator | None = None) -> Batch:
+        """Examples ``indices`` of ``dataset`` on the CPU, augmented (targets moved alike) when ``train``."""
+
+    @abc.abstractmethod
+    def prepare(self, batch: Batch, device: torch.device, *, channels_last: bool = False) -> Batch:
+        """The batch on ``device`` as the model takes it (normalised, in the chosen memory layout)."""
+
+    # --- training ---------------------------------------------------------------------------------
+    def phase_parameters(self, model: nn.Module, phase: str):
+        """The parameters the optimiser of ``phase`` updates."""
+        return model.parameters()
+
+    @abc.abstractmethod
+    def training_step(self, forward: Callable[..., Any], model: nn.Module, batch: Batch,
+                      phase: str) -> StepOutput:
+        """Run ``forward`` (the model, wrapped for data parallelism or compiled) on the batch; return
+        the loss of optimisation ``phase`` and what to log."""
+
+    # --- evaluation -------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def evaluate(self, model: nn.Module, dataset, *, device: torch.device | str = "cpu",
+                 batch_size: int = 256, precision: str = "fp32", channels_last: bool = False,
+                 preprocessing=None, **options: Any) -> dict[str, Any]:
+        """Metrics of ``model`` over the whole of ``dataset``; ``preprocessing`` (a checkpoint's) overrides
+        the dataset's normalisation."""
+
+    def scalars(self, metrics: dict[str, Any]) -> dict[str, float]:
+        """The figures of :meth:`evaluate` logged each epoch (as ``test_<name>``, ``val_<name>``)."""
+        return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+    def checkpoint_metrics(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """What ``meta.json`` keeps of a test evaluation."""
+        return {f"test_{k}": v for k, v in self.scalars(metrics).items()}
+
+    def report(self, metrics: dict[str, Any], checkpoint, *, dataset: str, split: str) -> None:
+        """Print an evaluation for people (``cnnlab eval``)."""
+        print("  ".join(f"{k} {v:.4f}" for k, v in self.scalars(metrics).items()))
+
+    # --- using a trained model --------------------------------------------------------------------
+    @abc.abstractmethod
+    def predictor(self, checkpoint, *, device: str | torch.device = "cpu"):
+        """An object whose ``predict_batch(uint8 N x C x H x W, **options)`` gives one prediction per image."""
+
+    def describe(self, prediction: Any) -> Any:
+        """A prediction as JSON-ready values."""
+        return prediction
+
+    def print_predictions(self, paths: Sequence[str], predictions: Sequence[Any], *, out_dir: Path | None) -> None:
+        for path, prediction in zip(paths, predictions):
+            print(path, self.describe(prediction))
+
+    def response(self, served, predictions: Any) -> dict[str, Any]:
+        """The service's JSON answer for one image's predictions."""
+        return {"result": self.describe(predictions)}
