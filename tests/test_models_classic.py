@@ -272,3 +272,20 @@ def test_googlenet_loss_function_and_aux_weights():
     assert torch.allclose(googlenet_loss(out, target, ce), by_hand)
     assert torch.allclose(googlenet_loss(out.logits, target, ce), ce(out.logits, target))  # evaluation: plain loss
     assert cnnlab.create_model("inception_v3").aux_loss_weights == (0.3,)
+
+
+def test_inception_v3_keeps_a_real_5x5_branch_and_the_docs_say_so():
+    # Like torchvision (and the released weights it ports), Mixed_5b/c/d have a 1x1 -> 5x5 branch *and* the
+    # paper's factorised 1x1 -> 3x3 -> 3x3 branch; docs/models.md must describe that, not Fig. 5 alone.
+    from pathlib import Path
+
+    model = cnnlab.create_model("inception_v3")
+    for name in ("Mixed_5b", "Mixed_5c", "Mixed_5d"):
+        block = getattr(model, name)
+        assert (block.branch5x5_1.conv.kernel_size, block.branch5x5_2.conv.kernel_size) == ((1, 1), (5, 5))
+        assert block.branch5x5_2.conv.out_channels == 64
+        assert [block.branch3x3dbl_2.conv.kernel_size, block.branch3x3dbl_3.conv.kernel_size] == [(3, 3), (3, 3)]
+    text = (Path(__file__).resolve().parents[1] / "docs" / "models.md").read_text(encoding="utf-8")
+    section = text[text.index("`inception_v3` follows"):]
+    section = section[:section.index("\n## ")]
+    assert "real 5x5 branch" in section and "branch5x5_2" in section and "torchvision" in section

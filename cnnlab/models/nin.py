@@ -4,10 +4,10 @@ Each "mlpconv" block is a convolution followed by two 1x1 convolutions (a small 
 perceptron slid over the image, §2), each with ReLU. The last block outputs one map per class and
 global average pooling (§3.2) turns the maps into scores, so there is no fully connected layer.
 
-The ImageNet form is the authors' released Caffe model (``nin_imagenet``, Caffe Model Zoo), which the
-paper's text does not tabulate: mlpconv 96-96-96 (11x11/4), 256-256-256 (5x5, pad 2), 384-384-384
-(3x3, pad 1), each followed by 3x3/2 max-pooling, dropout 0.5, then mlpconv 1024-1024-classes (3x3,
-pad 1) and a 6x6 average pool. Caffe rounds pooled sizes up, so a 224x224 image gives 54 -> 27 ->
+The paper's experiments are on CIFAR, SVHN and MNIST; the ImageNet form is the model the authors
+released for Caffe (layers ``conv4-1024``, ``cccp7-1024``, ``cccp8-1024`` at the end): mlpconv 96-96-96
+(11x11/4), 256-256-256 (5x5, pad 2), 384-384-384 (3x3, pad 1), each followed by 3x3/2 max-pooling,
+dropout 0.5, then mlpconv 1024-1024-classes (3x3, pad 1) and a 6x6 average pool. Caffe rounds pooled sizes up, so a 224x224 image gives 54 -> 27 ->
 27 -> 13 -> 13 -> 6 -> 6 (PyTorch's ``ceil_mode=True``). 7,595,176 parameters for 1000 classes.
 
 The small-input form (28x28) keeps the older, lighter head: its last block is classes -> classes ->
