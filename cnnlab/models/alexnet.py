@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from ..layers.lrn import PaperLRN
+from ..output_size import conv_output_size
 from ..registry import register_model
 from ..specs.alexnet import ALEXNET_CONVS, ALEXNET_FC, ZFNET_CONVS, ZFNET_WIDE_CONVS
 
@@ -69,13 +70,13 @@ class PaperAlexNet(nn.Module):
             number = name[-1]
             layers[name] = nn.Conv2d(channels, filters, kernel, stride, padding, groups=groups)
             layers[f"relu{number}"] = nn.ReLU(inplace=True)
-            side = (side + 2 * padding - kernel) // stride + 1
+            side = conv_output_size(side, kernel, stride, padding).size
             norm = {f"norm{number}": PaperLRN()} if name in lrn_after else {}
             pool = {}
             if name in pool_after:
                 # Overlapping pooling (§3.4): 3x3 windows with stride 2.
                 pool[f"pool{number}"] = nn.MaxPool2d(3, 2, ceil_mode=ceil_pools)
-                side = -(-(side - 3) // 2) + 1 if ceil_pools else (side - 3) // 2 + 1
+                side = conv_output_size(side, 3, 2, ceil_mode=ceil_pools).size
             for part in ((pool, norm) if norm_after_pool else (norm, pool)):
                 layers.update(part)
             channels = filters
