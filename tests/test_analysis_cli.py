@@ -75,14 +75,42 @@ def test_shape_single_layer_flags_the_deck_example(capsys):
 
 
 def test_shape_chain_json(capsys):
-    code, out, _ = run(capsys, "shape", "32x32x3", "conv:k5,s1,p2,c10", "pool:k2,s2", "--json")
+    code, out, _ = run(capsys, "shape", "3x32x32", "conv:k5,s1,p2,c10", "pool:k2,s2", "--json")
     assert code == 0
-    steps = json.loads(out)["steps"]
+    data = json.loads(out)
+    steps = data["steps"]
     conv = torch.nn.Conv2d(3, 10, 5, padding=2)
     pooled = torch.nn.MaxPool2d(2, 2)(conv(torch.zeros(1, 3, 32, 32)))
-    assert steps[0]["output"] == [32, 32, 10] and steps[0]["params"] == sum(p.numel() for p in conv.parameters())
-    assert steps[1]["output"] == [pooled.shape[2], pooled.shape[3], pooled.shape[1]]
+    assert data["input"] == [3, 32, 32]  # C x H x W, the order of PyTorch and of `cnnlab summary --input`
+    assert steps[0]["output"] == [10, 32, 32] and steps[0]["params"] == sum(p.numel() for p in conv.parameters())
+    assert steps[1]["output"] == list(pooled.shape[1:])
     assert steps[1]["receptive_field"]["size"] == [6, 6]
+
+
+def test_shape_refuses_the_decks_hxwxc_order_in_one_line(capsys):
+    code, out, err = run(capsys, "shape", "3x32x32", "conv:k5,s1,p2,c10")
+    assert code == 0 and "10x32x32" in out and "(5*5*3 + 1)*10 = 760" in out
+    code, out, err = run(capsys, "shape", "32x32x3", "conv:k5,s1,p2,c10")
+    assert code == 1 and out == "" and len(err.strip().splitlines()) == 1
+    assert "ambiguous" in err and "write 3x32x32" in err
+
+
+def test_shape_prints_the_output_size_formula_with_the_kernel_subtracted(capsys):
+    # LeNet's C1: 28x28 input, six 5x5 filters, padding 2. One deck writes (n_h + k_h - 1 + p_h); its own
+    # worked step, like the formula, subtracts the kernel: 28 - 5 + 2*2 + 1 = 28.
+    code, out, _ = run(capsys, "shape", "1x28x28", "conv:k5,p2,c6")
+    assert code == 0
+    assert "(28 - 5 + 2*2)/1 + 1 = 28" in out and "6x28x28" in out and "(5*5*1 + 1)*6 = 156" in out
+    assert "28 + 5" not in out
+
+
+def test_shape_flags_overlapping_pooling_and_counts_flattened_values(capsys):
+    code, out, _ = run(capsys, "shape", "256x13x13", "pool:k3,s2", "fc:4096")
+    assert code == 0
+    assert "overlapping pooling: stride 2 < window 3" in out
+    assert "flatten 256*6*6 = 9,216 values -> 4096" in out and "(256*6*6 + 1)*4096 = 37752832" in out
+    code, out, _ = run(capsys, "shape", "1x4x4", "pool:k2,s2")
+    assert code == 0 and "overlapping" not in out
 
 
 def test_compare_lists_measured_and_published_figures(capsys):

@@ -160,3 +160,29 @@ def test_recurrent_classifier_macs_by_hand():
     lstm = 4 * 128 * (28 + 128) + 4 * 128 * (128 + 128)
     assert summary.total_macs == 28 * lstm + 128 * 10
     assert summary.depth == 3  # two recurrent layers and the output layer
+
+
+DECK_SLIPS = [
+    # (deck file prefix, the deck's words as docs/analysis.md quotes them)
+    ("001", "池化层的池化窗口大小小于步幅大小"),  # overlapping pooling defined backwards
+    ("001", "n_h + k_h"),  # the output-size formula with the kernel's sign reversed
+    ("000", "卷积层3，4，5中的滤波器个数由384，384，256改为512，512，1024"),  # ZFNet's widths
+    ("001", "25088 个参数"),  # flattened values called parameters
+    ("004", "NORM1"),  # AlexNet's normalisation listed after its first pooling
+]
+
+
+@pytest.mark.parametrize("deck, words", DECK_SLIPS)
+def test_the_slips_page_lists_each_deck_slip_in_the_decks_own_words(deck, words):
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    docs = (repo / "docs" / "analysis.md").read_text(encoding="utf-8")
+    slips = docs[docs.index("### Slips found in the decks"):docs.index("## Limits")]
+    assert words in slips
+    seeds = sorted((repo.parent / "shared" / "seeds").glob(f"{deck}_*.txt"))
+    if seeds:  # where the decks are at hand, the quotation must be theirs (spacing, TeX and subscripts aside)
+        def plain(text: str) -> str:
+            return "".join(c for c in text if c not in " $_")
+
+        assert plain(words) in plain(seeds[0].read_text(encoding="utf-8"))

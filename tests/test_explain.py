@@ -79,6 +79,33 @@ def test_pool_examples_give_the_decks_numbers():
     np.testing.assert_allclose(avg, [[13 / 4, 21 / 4], [8 / 4, 8 / 4]])
 
 
+def test_cli_explain_pool_says_overlapping_means_a_stride_below_the_window(capsys):
+    # Krizhevsky et al. 2012, section 3.4: stride s < window z overlaps. One deck defines it the other way round
+    # ("池化窗口大小小于步幅大小"), which would describe windows with gaps between them.
+    code, out, _ = run_cli(capsys, "explain", "pool", "--input", "0 1 2 3; 4 5 6 7; 8 9 10 11; 12 13 14 15",
+                           "--size", "3", "--stride", "1")
+    assert code == 0 and "overlapping pooling: stride (1, 1) < window (3, 3)" in out
+    assert "out[1,1] = max(5, 6, 7, 9, 10, 11, 13, 14, 15) = 15" in out  # shares 5, 6, 9, 10 ... with out[0,0]
+    code, out, _ = run_cli(capsys, "explain", "pool", "--input", "0 1 2 3; 4 5 6 7; 8 9 10 11; 12 13 14 15",
+                           "--size", "2", "--stride", "2")
+    assert code == 0 and "overlapping pooling" not in out and "without overlapping" in out
+    code, out, _ = run_cli(capsys, "explain", "pool", "--input", "0 1 2 3 4; 5 6 7 8 9", "--size", "1", "--stride", "2")
+    assert code == 0 and "overlapping pooling" not in out and "fall between windows" in out
+
+
+def test_cli_explain_conv_prints_the_size_formula_with_the_kernel_subtracted(capsys):
+    # One deck writes the padded output size as (n_h + k_h - 1 + p_h); its worked step and the formula subtract
+    # the kernel: (n_h - k_h + p_h + 1), p_h the total padding. For a 3x3 input, 2x2 kernel, padding 1: 4x4.
+    code, out, _ = run_cli(capsys, "explain", "conv", "--input", "0 1 2; 3 4 5; 6 7 8", "--kernel", "0 1; 2 3",
+                           "--padding", "1")
+    assert code == 0
+    expected = torch.nn.functional.conv2d(torch.arange(9.0).view(1, 1, 3, 3), torch.arange(4.0).view(1, 1, 2, 2),
+                                          padding=1).shape[2:]
+    assert tuple(expected) == (4, 4)
+    assert "(n_h - k_h + p_h + 1) x (n_w - k_w + p_w + 1) = (3 - 2 + 2 + 1) x (3 - 2 + 2 + 1) = 4 x 4" in out
+    assert "n_h + k_h" not in out
+
+
 def test_one_by_one_convolution_is_the_decks_fully_connected_example():
     # Slide "1*1 的卷积核": 0.5, 0.3 and 0.2 times three channels sum to 2.6 3.8 5.0 / 3.8 5.0 6.2 / 5.0 6.2 7.4.
     out = ex.explain_fc(**ex.FC_EXAMPLE).result["output"]

@@ -39,3 +39,20 @@ def test_torchvision_state_dict_loads_and_agrees(name, tv_name, side):
     with torch.no_grad():
         expected, got = theirs(x), ours(x)
     assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_alexnet_agrees_with_torchvision_in_training_mode_too():
+    # Dropout draws its masks in module order, so equal outputs under the same seed mean the dropout layers sit
+    # where torchvision's do (before FC6 and FC7), not only that the weights line up.
+    torch.manual_seed(0)
+    theirs = torchvision.models.alexnet(weights=None, num_classes=10).train()
+    ours = cnnlab.create_model("alexnet", num_classes=10).train()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.randn(3, 3, 224, 224)
+    torch.manual_seed(1)
+    expected = theirs(x)
+    torch.manual_seed(1)
+    got = ours(x)
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4)
+    torch.manual_seed(2)
+    assert not torch.allclose(ours(x), expected, rtol=1e-4, atol=1e-4)  # another mask gives another output

@@ -40,6 +40,21 @@ def test_metrics():
     assert confusion_matrix(scores.argmax(1), target, 3).tolist() == [[0, 0, 1], [0, 1, 0], [1, 0, 0]]
 
 
+def test_one_confusion_matrix_for_training_and_pictures():
+    import numpy as np
+
+    import cnnlab.viz.confusion
+    from cnnlab.errors import DataError
+
+    assert not hasattr(cnnlab.viz.confusion, "confusion_matrix")  # the viz verb counts with train.metrics' one
+    # rows are true classes, columns predictions, from tensors, arrays or lists alike
+    assert confusion_matrix(np.array([1, 1, 0]), [1, 0, 0], 2).tolist() == [[1, 1], [0, 1]]
+    with pytest.raises(DataError, match="outside 0..2"):
+        confusion_matrix(torch.tensor([0, 3]), torch.tensor([0, 1]), 3)
+    with pytest.raises(DataError, match="2 predictions for 3 targets"):
+        confusion_matrix([0, 1], [0, 1, 2], 3)
+
+
 def test_schedule_shapes():
     c = TrainConfig(epochs=10, schedule="cosine", warmup_epochs=1)
     f = LRMultiplier(c, steps_per_epoch=10)

@@ -14,7 +14,8 @@ from cnnlab.errors import DataError, UnknownNameError
 from cnnlab.viz import style
 from cnnlab.viz.activation import maximize_channel, top_activations
 from cnnlab.viz.cam import default_target_layer, explain, grad_cam, grad_cam_pp, saliency
-from cnnlab.viz.confusion import confusion_matrix, plot_confusion, worst_mistakes
+from cnnlab.train.metrics import confusion_matrix
+from cnnlab.viz.confusion import plot_confusion, worst_mistakes
 from cnnlab.viz.curves import plot_curves, read_history
 from cnnlab.viz.embed import pca_2d, penultimate_features
 from cnnlab.train.meta import Preprocessing
@@ -473,12 +474,12 @@ def test_maximisation_starts_from_the_fallback_when_the_channel_is_silent():
 def test_confusion_matrix_and_worst_mistakes_by_hand():
     labels = [0, 0, 1, 2, 2, 2]
     predicted = [0, 1, 1, 2, 0, 2]
-    np.testing.assert_array_equal(confusion_matrix(labels, predicted, 3), [[1, 1, 0], [0, 1, 0], [1, 0, 2]])
+    np.testing.assert_array_equal(confusion_matrix(predicted, labels, 3), [[1, 1, 0], [0, 1, 0], [1, 0, 2]])
     probs = torch.tensor([[0.9, 0.1, 0.0], [0.3, 0.7, 0.0], [0.1, 0.8, 0.1],
                           [0.0, 0.0, 1.0], [0.95, 0.0, 0.05], [0.2, 0.2, 0.6]])
     # wrong: sample 1 (0.7 for class 1) and sample 4 (0.95 for class 0); the surer mistake first
     assert worst_mistakes(probs, torch.tensor(labels), 5) == [4, 1]
-    fig = plot_confusion(confusion_matrix(labels, predicted, 3), ["a", "b", "c"])
+    fig = plot_confusion(confusion_matrix(predicted, labels, 3).numpy(), ["a", "b", "c"])
     assert "accuracy 66.67%" in fig.axes[0].get_title()
     style.pyplot().close(fig)
 

@@ -8,8 +8,9 @@ For an input of ``N`` pixels, a filter of ``F``, stride ``S`` and zero padding `
 When ``N - F + 2P`` is not a multiple of ``S`` the filter does not tile the padded input: the
 decks' 7x7 input with a 3x3 filter at stride 3 gives (7 - 3)/3 + 1 = 2.33. PyTorch then rounds down
 (or up with ``ceil_mode``) and silently ignores the last pixels; this module says so and finds the
-paddings that would make the filter fit. A chain of layers (``conv:k5,s1,p2,c10 pool:k2,s2``) is
-walked layer by layer with the output size, the parameter count ``(F*F*C/groups + 1)*K`` and the
+paddings that would make the filter fit (the formula itself is :mod:`cnnlab.output_size`, shared with
+the reference engine). A chain of layers (``conv:k5,s1,p2,c10 pool:k2,s2``) is walked layer by layer
+from a C x H x W input with the output size, the parameter count ``(F*F*C/groups + 1)*K`` and the
 receptive field of each step. No torch here: it is arithmetic.
 """
 
@@ -18,117 +19,12 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from fractions import Fraction
 
-from ..errors import CnnlabError
+from ..output_size import OutputSize, ShapeError, conv_output_size
 from .receptive import AxisField
 
-
-class ShapeError(CnnlabError, ValueError):
-    """A layer or input size that cannot be parsed or does not fit."""
-
-
-def _number(value: Fraction | int) -> str:
-    """7 -> '7', 7/3 -> '2.33'."""
-    if isinstance(value, Fraction) and value.denominator != 1:
-        return f"{float(value):.2f}".rstrip("0").rstrip(".")
-    return str(int(value))
-
-
-@dataclass(frozen=True)
-class OutputSize:
-    """One application of ``(N - F + 2P)/S + 1`` along one axis."""
-
-    n: int
-    kernel: int
-    stride: int = 1
-    padding: int = 0
-    dilation: int = 1
-    ceil_mode: bool = False
-
-    def __post_init__(self) -> None:
-        if self.n < 1 or self.kernel < 1 or self.stride < 1 or self.dilation < 1 or self.padding < 0:
-            raise ShapeError(f"sizes must be positive (padding non-negative): input {self.n}, kernel {self.kernel}, "
-                             f"stride {self.stride}, padding {self.padding}, dilation {self.dilation}")
-
-    @property
-    def span(self) -> int:
-        """Pixels covered by one (dilated) filter: D(F - 1) + 1."""
-        return self.dilation * (self.kernel - 1) + 1
-
-    @property
-    def slack(self) -> int:
-        """N - F + 2P: how far the filter can slide; it must be a non-negative multiple of S to fit."""
-        return self.n - self.span + 2 * self.padding
-
-    @property
-    def exact(self) -> Fraction:
-        """The formula's value as a fraction, before any rounding."""
-        return Fraction(self.slack, self.stride) + 1
-
-    @property
-    def fits(self) -> bool:
-        """True when the filter tiles the padded input exactly (the result is a whole number)."""
-        return self.slack >= 0 and self.slack % self.stride == 0
-
-    @property
-    def size(self) -> int:
-        """What PyTorch produces: rounded down, or up with ``ceil_mode`` (no window starting in the right padding)."""
-        if self.slack < 0:
-            return 0
-        if not self.ceil_mode:
-            return self.slack // self.stride + 1
-        size = -(-self.slack // self.stride) + 1
-        if (size - 1) * self.stride >= self.n + self.padding:
-            size -= 1
-        return size
-
-    @property
-    def unused(self) -> int:
-        """Input pixels (at the right/bottom edge) that no window reaches when the size is rounded down."""
-        return 0 if self.ceil_mode or self.slack < 0 else self.slack % self.stride
-
-    def formula(self) -> str:
-        """The formula with the numbers filled in, e.g. ``(7 - 3 + 2*1)/3 + 1 = 3``."""
-        f = str(self.kernel) if self.dilation == 1 else f"{self.span}"
-        return f"({self.n} - {f} + 2*{self.padding})/{self.stride} + 1 = {_number(self.exact)}"
-
-    def fitting_paddings(self, limit: int | None = None) -> list[int]:
-        """Paddings ``P`` (0 <= P < limit, by default the filter span) for which the filter fits."""
-        limit = self.span if limit is None else limit
-        return [p for p in range(limit) if (self.n - self.span + 2 * p) >= 0 and
-                (self.n - self.span + 2 * p) % self.stride == 0]
-
-    def advice(self) -> str:
-        """A sentence for a size that does not fit: what PyTorch does and which padding would fit."""
-        if self.fits:
-            return ""
-        if self.slack < 0:
-            return (f"does not fit: the {self.span}-pixel filter is larger than the padded input "
-                    f"({self.n} + 2*{self.padding})")
-        rounded = (f"rounds up to {self.size} (ceil mode)" if self.ceil_mode else
-                   f"rounds down to {self.size}, never reading the last {self.unused} pixel(s)")
-        paddings = self.fitting_paddings()
-        if paddings:
-            fix = "padding " + " or ".join(str(p) for p in paddings[:3]) + " would fit"
-            best = OutputSize(self.n, self.kernel, self.stride, paddings[0], self.dilation)
-            fix += f" ({best.formula()})"
-        else:
-            fix = (f"no symmetric padding fits: N - F = {self.n - self.span} is odd and 2P is even, so with stride "
-                   f"{self.stride} change the stride, the filter or the input size")
-        return f"does not fit: PyTorch {rounded}; {fix}"
-
-
-def conv_output_size(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1,
-                     ceil_mode: bool = False) -> OutputSize:
-    """``(N - F + 2P)/S + 1`` along one axis.
-
-    ``.size`` is PyTorch's integer, ``.exact`` the fraction, ``.fits`` the verdict.
-
-    >>> conv_output_size(7, 3, 3).exact          # the decks' "does not fit" example
-    Fraction(7, 3)
-    """
-    return OutputSize(n, kernel, stride, padding, dilation, ceil_mode)
+__all__ = ["ChainStep", "LayerSpec", "OutputSize", "ShapeError", "conv_output_size", "parse_input", "parse_layer",
+           "same_padding", "shape_chain"]
 
 
 # ----------------------------------------------------------------------------------- layer chains
@@ -228,26 +124,37 @@ def parse_layer(spec: str) -> LayerSpec:
     return LayerSpec(kind, **values)
 
 
+INPUT_SYNTAX = "CxHxW (e.g. 3x32x32, as summary --input), C@HxW (e.g. 3@32x32) or N (a 1xNxN image)"
+
+
 def parse_input(text: str) -> tuple[int, int, int]:
-    """An input written as the decks write it: ``7`` (7x7x1), ``32x32x3`` (HxWxC) or ``3@32x32`` (C@HxW)."""
-    text = text.strip().lower().replace("*", "x").replace("×", "x")
-    channels = None
-    if "@" in text:
-        head, _, text = text.partition("@")
-        if not head.isdigit():
-            raise ShapeError(f"bad channel count '{head}' in the input size")
-        channels = int(head)
-    parts = text.split("x")
-    if not all(p.isdigit() and int(p) > 0 for p in parts) or not 1 <= len(parts) <= 3:
-        raise ShapeError(f"bad input size '{text}'; write N, HxW, HxWxC (e.g. 32x32x3) or C@HxW (e.g. 3@32x32)")
+    """An input size as ``(C, H, W)``: ``3x32x32`` (CxHxW), ``3@32x32`` (C@HxW) or ``7`` (1x7x7).
+
+    Channels come first, as in ``cnnlab summary --input`` and PyTorch. The decks write sizes the other
+    way round (``32x32x3``, H x W x C); such an input, square only when read that way (``AxAxB``), is
+    refused as ambiguous rather than silently read as B columns of A channels.
+    """
+    original = text
+    text = text.strip().lower().replace("*", "x").replace("×", "x").replace(" ", "")
+    channels_text, at, spatial = text.rpartition("@") if "@" in text else ("", "", text)
+    parts = spatial.split("x")
+    if not all(p.isdigit() and int(p) > 0 for p in parts) or (at and not channels_text.isdigit()) \
+            or (at and (len(parts) != 2 or int(channels_text) < 1)) or len(parts) > 3:
+        raise ShapeError(f"bad input size '{original}'; write {INPUT_SYNTAX}")
     numbers = [int(p) for p in parts]
+    if at:
+        return int(channels_text), numbers[0], numbers[1]
     if len(numbers) == 1:
-        numbers = numbers * 2
-    if len(numbers) == 3:
-        if channels is not None:
-            raise ShapeError("give the channels once: HxWxC or C@HxW")
-        channels = numbers[2]
-    return numbers[0], numbers[1], channels or 1
+        return 1, numbers[0], numbers[0]
+    if len(numbers) == 2:
+        h, w = numbers
+        raise ShapeError(f"input '{original}' gives no channel count; write 1x{h}x{w} for one channel, or CxHxW")
+    c, h, w = numbers
+    if c == h != w:
+        raise ShapeError(f"input '{original}' is ambiguous: read CxHxW (channels first, as summary --input) it is "
+                         f"{c} channels of {h}x{w} pixels; write {w}x{c}x{h} for a {c}x{h} image with {w} "
+                         f"channel(s), or {c}@{h}x{w} to keep the channels-first reading")
+    return c, h, w
 
 
 @dataclass
@@ -255,8 +162,8 @@ class ChainStep:
     """One layer of :func:`shape_chain`: its sizes with formulas, parameters and receptive field."""
 
     layer: LayerSpec
-    input_shape: tuple[int, int, int]  # H, W, C
-    output_shape: tuple[int, int, int]
+    input_shape: tuple[int, int, int]  # C, H, W
+    output_shape: tuple[int, int, int]  # C, H, W
     axes: tuple[OutputSize, OutputSize] | None  # None for fc
     params: int
     params_formula: str
@@ -271,8 +178,9 @@ class ChainStep:
 
     def formula(self) -> str:
         if self.axes is None:
-            h, w, c = self.input_shape
-            return f"flatten {h}*{w}*{c} = {h * w * c} -> {self.layer.filters}"
+            # The flattened feature map is a vector of activations, not of parameters (a slip of one deck).
+            c, h, w = self.input_shape
+            return f"flatten {c}*{h}*{w} = {c * h * w:,} values -> {self.layer.filters}"
         first, second = self.axes
         if first == second:
             return first.formula()
@@ -296,8 +204,8 @@ class ChainStep:
 
 
 def shape_chain(input_shape: tuple[int, int, int], layers: list[LayerSpec]) -> list[ChainStep]:
-    """Walk ``layers`` from an ``(H, W, C)`` input: output size, parameters and receptive field of each."""
-    h, w, c = input_shape
+    """Walk ``layers`` from a ``(C, H, W)`` input: output size, parameters and receptive field of each."""
+    c, h, w = input_shape
     fields = (AxisField(), AxisField())
     steps: list[ChainStep] = []
     for number, layer in enumerate(layers, 1):
@@ -308,12 +216,12 @@ def shape_chain(input_shape: tuple[int, int, int], layers: list[LayerSpec]) -> l
             k = layer.filters or 1
             inputs = h * w * c
             params = (inputs + layer.bias) * k
-            formula = f"({h}*{w}*{c}{' + 1' if layer.bias else ''})*{k} = {params}"
+            formula = f"({c}*{h}*{w}{' + 1' if layer.bias else ''})*{k} = {params}"
             fields = tuple(f.whole(n) for f, n in zip(fields, (h, w)))
-            steps.append(ChainStep(layer, (h, w, c), (1, 1, k), None, params, formula,
+            steps.append(ChainStep(layer, (c, h, w), (k, 1, 1), None, params, formula,
                                    tuple(f.size for f in fields), tuple(f.jump for f in fields),
                                    tuple(f.start for f in fields), notes))
-            h, w, c = 1, 1, k
+            c, h, w = k, 1, 1
             continue
         padding = layer.padding
         if layer.same:
@@ -341,11 +249,18 @@ def shape_chain(input_shape: tuple[int, int, int], layers: list[LayerSpec]) -> l
                               f"*{k} = {params}")
         else:
             k, params, params_formula = c, 0, "0 (pooling has no parameters)"
+            if any(s < f for s, f in zip(layer.stride, layer.kernel)):
+                # Overlapping pooling (Krizhevsky et al. 2012, section 3.4): the stride is smaller than the window.
+                stride, window = layer.stride[0], layer.kernel[0]
+                if stride >= window:
+                    stride, window = layer.stride[1], layer.kernel[1]
+                notes.append(f"overlapping pooling: stride {stride} < window {window}, so neighbouring windows "
+                             f"share pixels")
         fields = tuple(f.through(a.kernel, a.stride, a.padding, a.dilation) for f, a in zip(fields, axes))
-        steps.append(ChainStep(layer, (h, w, c), (out_h, out_w, k), axes, params, params_formula,
+        steps.append(ChainStep(layer, (c, h, w), (k, out_h, out_w), axes, params, params_formula,
                                tuple(f.size for f in fields), tuple(f.jump for f in fields),
                                tuple(f.start for f in fields), notes))
-        h, w, c = out_h, out_w, k
+        c, h, w = k, out_h, out_w
     return steps
 
 

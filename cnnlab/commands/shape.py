@@ -9,12 +9,12 @@ def register(subparsers) -> None:
     p = add_verb(
         subparsers, "shape",
         help="output-size calculator: (N - F + 2P)/S + 1 filled in, says when a layer does not fit",
-        example="cnnlab shape 32x32x3 conv:k5,s1,p2,c10 pool:k2,s2\n  cnnlab shape --input 7 --kernel 3 --stride 3",
+        example="cnnlab shape 3x32x32 conv:k5,s1,p2,c10 pool:k2,s2\n  cnnlab shape --input 7 --kernel 3 --stride 3",
         description="Walk an input through layers and print each output size with the formula filled in, the "
                     "parameters (F*F*C/groups + 1)*K and the receptive field. When N - F + 2P is not a multiple "
                     "of S the layer does not fit (7x7 input, 3x3 filter, stride 3 gives 2.33): it says what "
-                    "PyTorch does then and which padding would fit. Input: N (NxNx1), HxWxC (e.g. 32x32x3) or "
-                    "C@HxW. Layers: conv:k5,s1,p2,c10 (kernel, stride, padding or 'same', filters; also d "
+                    "PyTorch does then and which padding would fit. Input, channels first as in 'summary "
+                    "--input': CxHxW (e.g. 3x32x32), C@HxW (e.g. 3@32x32) or N (1xNxN). Layers: conv:k5,s1,p2,c10 (kernel, stride, padding or 'same', filters; also d "
                     "dilation, g groups, b0 no bias), pool:k2,s2 (max), avgpool:k2, fc:1000.",
     )
     p.add_argument("chain", nargs="*", metavar="INPUT LAYER...", help="input size then layers, e.g. 7 conv:k3,s2")
@@ -48,16 +48,16 @@ def run(args) -> int:
         print_json({"input": list(size), "steps": [step.to_dict() for step in steps]})
         return 0
 
-    def hwc(shape: tuple[int, int, int]) -> str:
+    def chw(shape: tuple[int, int, int]) -> str:
         return "x".join(map(str, shape))
 
     rows = []
     for number, step in enumerate(steps, 1):
         field = step.field_size[0] if step.field_size[0] == step.field_size[1] else "x".join(map(str, step.field_size))
-        rows.append([number, step.layer.describe(), step.formula(), hwc(step.output_shape),
+        rows.append([number, step.layer.describe(), step.formula(), chw(step.output_shape),
                      step.params_formula, f"{field}/{step.field_jump[0]}/{step.field_start[0]}"])
-    print_table(rows, ["#", "layer", "output size (N - F + 2P)/S + 1", "output HxWxC", "parameters",
-                       "RF size/jump/start"], title=f"input {hwc(size)}")
+    print_table(rows, ["#", "layer", "output size (N - F + 2P)/S + 1", "output CxHxW", "parameters",
+                       "RF size/jump/start"], title=f"input {chw(size)}")
     for number, step in enumerate(steps, 1):
         for note in step.notes:
             print(f"layer {number} ({step.layer.describe()}): {note}")

@@ -305,14 +305,14 @@ def run_curves(args) -> int:
 
 def run_confusion(args) -> int:
     from ..viz import style
-    from ..viz.confusion import (confusion_matrix, plot_confusion, plot_mistakes, predict_probabilities,
-                                 worst_mistakes)
+    from ..train.metrics import confusion_matrix
+    from ..viz.confusion import plot_confusion, plot_mistakes, predict_probabilities, worst_mistakes
 
     ckpt = _checkpoint(args.checkpoint)
     data = _dataset(args, ckpt)
     probs = predict_probabilities(ckpt.model, data.images, preprocessing=ckpt.preprocessing)
     names = ckpt.class_names
-    matrix = confusion_matrix(data.labels.numpy(), probs.argmax(1).numpy(), len(names))
+    matrix = confusion_matrix(probs.argmax(1), data.labels, len(names)).numpy()
     stem = _stem(ckpt)
     first = style.save(plot_confusion(matrix, names, title=f"{ckpt.arch} confusion matrix"),
                        _out(args, f"confusion-{stem}"))

@@ -1,7 +1,9 @@
 """Inception v3 (Szegedy et al., CVPR 2016, "Rethinking the Inception Architecture"), Table 1.
 
-Factorised convolutions: a 5x5 becomes two 3x3s (Fig. 5, ``InceptionA``), an nxn becomes 1xn then nx1
-(Fig. 6, ``InceptionC`` with n = 7), and the coarsest grid uses expanded 1x3 / 3x1 filter banks
+Factorised convolutions: a 5x5 becomes two 3x3s (Fig. 5, ``InceptionA``, which also keeps a real
+1x1 -> 5x5 branch beside the two 3x3s, as the network of Google's released weights and torchvision's
+port of them do: matching that network is what lets those weight files load), an nxn becomes 1xn then
+nx1 (Fig. 6, ``InceptionC`` with n = 7), and the coarsest grid uses expanded 1x3 / 3x1 filter banks
 (Fig. 7, ``InceptionE``); grid size shrinks by parallel stride-2 convolution and pooling (Fig. 10,
 ``InceptionB``/``InceptionD``). Batch-normalised convolutions throughout, one auxiliary classifier on
 the 17x17 grid (in training ``forward`` returns :class:`~cnnlab.backbone.AuxiliaryOutputs` with weight
@@ -28,7 +30,7 @@ def bc(in_channels: int, out_channels: int, kernel, stride: int = 1, padding=0) 
     return ConvBNAct(in_channels, out_channels, kernel, stride, padding, eps=0.001)
 
 
-class InceptionA(nn.Module):  # 35x35 grid, Fig. 5
+class InceptionA(nn.Module):  # 35x35 grid, Fig. 5 plus the released model's 5x5 branch
     def __init__(self, c: int, pool_features: int):
         super().__init__()
         self.branch1x1 = bc(c, 64, 1)

@@ -13,13 +13,16 @@ Two forward paths that give the same numbers:
   2006) through a strided view, then does one matrix multiply per group; it is the training path.
 
 The output size per axis is ``floor((n + 2p - d(k - 1) - 1) / s) + 1``; with d = 1 this is the decks'
-``(n - k + 2p + s) / s`` rounded down.
+``(n - k + 2p + s) / s`` rounded down. It comes from :func:`cnnlab.output_size.output_hw`, the
+formula the shape calculator uses too.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+from ..output_size import output_hw
 
 IntPair = int | tuple[int, int]
 
@@ -31,17 +34,6 @@ def pair(value: IntPair) -> tuple[int, int]:
             raise ValueError(f"expected one number or two, got {value}")
         return int(value[0]), int(value[1])
     return int(value), int(value)
-
-
-def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
-    """Output length along one axis: ``floor((n + 2p - d(k-1) - 1) / s) + 1``."""
-    span = dilation * (kernel - 1) + 1
-    out = (size + 2 * padding - span) // stride + 1
-    if out < 1:
-        raise ValueError(
-            f"kernel {kernel} (dilation {dilation}) does not fit an input of {size} with padding {padding}"
-        )
-    return out
 
 
 def _check_conv_shapes(x: np.ndarray, weight: np.ndarray, groups: int) -> None:
@@ -96,7 +88,7 @@ def col2im(cols_t: np.ndarray, x_shape: tuple[int, ...], kernel: IntPair, stride
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = pair(kernel), pair(stride), pair(padding), pair(dilation)
     n, c, h, w = x_shape
     if out_size is None:
-        out_size = conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw)
+        out_size = output_hw((h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw))
     oh, ow = out_size
     # groups x C/g x kH x kW x N x OH x OW  ->  kH x kW x N x C x OH x OW (a view)
     grid = cols_t.reshape(groups, c // groups, kh, kw, n, oh, ow).transpose(2, 3, 4, 0, 1, 5, 6)
@@ -133,7 +125,7 @@ def conv2d_im2col(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = N
     n, _, h, w = x.shape
     out_channels, _, kh, kw = weight.shape
     (sh, sw), (ph, pw), (dh, dw) = pair(stride), pair(padding), pair(dilation)
-    oh, ow = out_size or (conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw))
+    oh, ow = out_size or output_hw((h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw))
     cols = im2col(x, (kh, kw), stride, padding, dilation, groups, (oh, ow))  # G x (N*OH*OW) x (C/g*kH*kW)
     kernels = _grouped_weight(weight, groups)
     # per group: (N*OH*OW) x (C/g*k*k) times (C/g*k*k) x O/g
@@ -201,7 +193,7 @@ def conv2d_sliding(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = 
     n, c, h, w = x.shape
     o, cg, kh, kw = weight.shape
     og = o // groups
-    oh, ow = conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw)
+    oh, ow = output_hw((h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw))
     padded = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     out = np.zeros((n, o, oh, ow), dtype=np.result_type(x, weight))
     for out_channel in range(o):

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import functional as F
-from .conv import conv_output_size, pair
+from ..output_size import output_hw
+from .conv import pair
 
 
 @dataclass
@@ -81,7 +82,7 @@ def explain_conv(x: np.ndarray, kernel: np.ndarray, stride=1, padding=0, title: 
     channels, (n_h, n_w), (k_h, k_w) = x.shape[0], x.shape[1:], kernel.shape[1:]
     if min(sh, sw) < 1 or min(ph, pw) < 0:
         raise ValueError("stride must be at least 1 and padding at least 0")
-    o_h, o_w = conv_output_size(n_h, k_h, sh, ph), conv_output_size(n_w, k_w, sw, pw)
+    o_h, o_w = output_hw((n_h, n_w), (k_h, k_w), (sh, sw), (ph, pw))
     out = F.conv2d_sliding(x[None], kernel[None], None, (sh, sw), (ph, pw))[0, 0]
     e = Explanation(f"{title}: input {channels}x{n_h}x{n_w}, kernel {channels}x{k_h}x{k_w}, "
                     f"stride ({sh}, {sw}), padding ({ph}, {pw})")
@@ -100,7 +101,7 @@ def explain_conv(x: np.ndarray, kernel: np.ndarray, stride=1, padding=0, title: 
     ]
     if sh == sw == 1:
         e.lines.append(f"  (with stride 1 this is the decks' (n_h - k_h + p_h + 1) x (n_w - k_w + p_w + 1) "
-                       f"= ({n_h} - {k_h} + {2 * ph} + 1) x ({n_w} - {k_w} + {2 * pw} + 1), p = total padding)")
+                       f"= ({n_h} - {k_h} + {2 * ph} + 1) x ({n_w} - {k_w} + {2 * pw} + 1) = {o_h} x {o_w}, p = total padding)")
     e.lines.append("each output = sum over the window of input * kernel (the kernel is NOT flipped):")
     for i in range(o_h):
         for j in range(o_w):
@@ -157,13 +158,21 @@ def explain_pool(x: np.ndarray, size=2, stride=None, mode: str = "max", title: s
         raise ValueError(f"pooling mode must be max or avg, not '{mode}'")
     (k_h, k_w) = pair(size)
     (sh, sw) = pair(stride if stride is not None else size)
-    o_h, o_w = conv_output_size(x.shape[0], k_h, sh), conv_output_size(x.shape[1], k_w, sw)
+    o_h, o_w = output_hw(x.shape, (k_h, k_w), (sh, sw))
     pool = F.max_pool2d if mode == "max" else F.avg_pool2d
     out = pool(x[None, None], (k_h, k_w), (sh, sw))[0, 0]
     e = Explanation(f"{title}: {mode} pooling {k_h}x{k_w}, stride ({sh}, {sw}), on a {x.shape[0]}x{x.shape[1]} input")
     e.lines += ["input:", *grid(x), "output size: floor((n - k) / s) + 1 per axis",
                 f"  height: floor(({x.shape[0]} - {k_h}) / {sh}) + 1 = {o_h}",
                 f"  width:  floor(({x.shape[1]} - {k_w}) / {sw}) + 1 = {o_w}"]
+    # Krizhevsky et al. 2012, section 3.4: pooling overlaps when the stride s is smaller than the window z.
+    if sh < k_h or sw < k_w:
+        e.lines.append(f"overlapping pooling: stride ({sh}, {sw}) < window ({k_h}, {k_w}), so neighbouring windows "
+                       f"share input values (AlexNet pools 3x3 windows at stride 2)")
+    elif sh == k_h and sw == k_w:
+        e.lines.append("stride = window: the windows tile the input without overlapping")
+    else:
+        e.lines.append(f"stride ({sh}, {sw}) > window ({k_h}, {k_w}): some input values fall between windows")
     for i in range(o_h):
         for j in range(o_w):
             window = x[i * sh:i * sh + k_h, j * sw:j * sw + k_w].ravel()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from .activation import (leaky_relu, leaky_relu_backward, log_softmax, relu, relu_backward, sigmoid,
                          sigmoid_backward, softmax, softmax_backward, tanh, tanh_backward)
 from .conv import (col2im, conv2d, conv2d_backward, conv2d_im2col, conv2d_input_grad, conv2d_sliding,
-                   conv2d_sliding_backward, conv2d_weight_grad, conv_output_size, conv_transpose2d,
+                   conv2d_sliding_backward, conv2d_weight_grad, conv_transpose2d,
                    conv_transpose2d_backward, im2col, true_convolution)
 from .dense import dropout, dropout_backward, dropout_mask, flatten, flatten_backward, linear, linear_backward
 from .loss import (cross_entropy, cross_entropy_backward, l1_loss, l1_loss_backward, mse_loss, mse_loss_backward,

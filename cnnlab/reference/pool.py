@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .conv import IntPair, conv_output_size, pair
+from ..output_size import output_hw
+from .conv import IntPair, pair
 
 
 def _geometry(x: np.ndarray, kernel_size: IntPair, stride: IntPair | None, padding: IntPair):
@@ -23,7 +24,7 @@ def _geometry(x: np.ndarray, kernel_size: IntPair, stride: IntPair | None, paddi
     p = pair(padding)
     if p[0] * 2 > k[0] or p[1] * 2 > k[1]:
         raise ValueError(f"padding {p} must be at most half the kernel {k}")
-    out = conv_output_size(x.shape[2], k[0], s[0], p[0]), conv_output_size(x.shape[3], k[1], s[1], p[1])
+    out = output_hw(x.shape[2:], k, s, p)
     return k, s, p, out
 
 

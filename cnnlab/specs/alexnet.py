@@ -14,12 +14,19 @@ ALEXNET_CONVS = [
 ]
 ALEXNET_FC = [4096, 4096]
 
-# ZFNet (Zeiler & Fergus 2014): conv1 7x7 stride 2 instead of 11x11 stride 4, conv2 stride 2, and the
-# wider conv3/4/5 (512, 1024, 512) of their best single model, as in cs231n's summary. One deck lists
-# the widths as "512, 512, 1024", which does not match the paper's Table 2 ("Layers 3,4,5: 512,1024,512").
+# ZFNet, Zeiler & Fergus 2014, Fig. 3: AlexNet's layers with conv1 7x7 stride 2 (not 11x11 stride 4),
+# conv2 stride 2, and every layer on one GPU (no groups). conv3/4/5 keep AlexNet's 384, 384, 256 maps.
 ZFNET_CONVS = [
     ("conv1", 96, 7, 2, 1, 1),    # 224 -> 110
     ("conv2", 256, 5, 2, 0, 1),   # 55 -> 26
+    ("conv3", 384, 3, 1, 1, 1),   # 13 -> 13
+    ("conv4", 384, 3, 1, 1, 1),
+    ("conv5", 256, 3, 1, 1, 1),
+]
+
+# The wider variant of the same paper, Table 2's row "1 convnet as per Fig. 3 but with layers 3,4,5:
+# 512,1024,512 maps - (b)": one of the six networks of the paper's best ensemble, not Fig. 3's model.
+ZFNET_WIDE_CONVS = ZFNET_CONVS[:2] + [
     ("conv3", 512, 3, 1, 1, 1),
     ("conv4", 1024, 3, 1, 1, 1),
     ("conv5", 512, 3, 1, 1, 1),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import DataError
+
 
 def topk_correct(scores: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> dict[int, int]:
     """How many of the batch have the true class among their ``k`` highest scores, for each ``k``."""
@@ -13,9 +15,21 @@ def topk_correct(scores: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...]
     return {k: int(hits[:, : min(k, kmax)].any(1).sum()) for k in ks}
 
 
-def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """``C[i, j]`` = number of images of true class ``i`` predicted as ``j``."""
-    index = target.long() * num_classes + pred.long()
+def confusion_matrix(pred, target, num_classes: int) -> torch.Tensor:
+    """``C[i, j]`` = number of images of true class ``i`` predicted as ``j``; num_classes x num_classes int64.
+
+    ``pred`` and ``target`` are class indices (tensors, arrays or lists). The one confusion matrix of the
+    package: training, ``cnnlab eval`` and ``cnnlab viz confusion`` all count with it.
+    """
+    pred, target = torch.as_tensor(pred).long().flatten(), torch.as_tensor(target).long().flatten()
+    if pred.shape != target.shape:
+        raise DataError(f"{pred.numel()} predictions for {target.numel()} targets")
+    if pred.numel():
+        low, high = min(int(pred.min()), int(target.min())), max(int(pred.max()), int(target.max()))
+        if low < 0 or high >= num_classes:  # a label beyond the class list would silently widen the matrix
+            raise DataError(f"class index {low if low < 0 else high} is outside 0..{num_classes - 1} "
+                            f"({num_classes} classes)")
+    index = target * num_classes + pred
     return torch.bincount(index, minlength=num_classes * num_classes).view(num_classes, num_classes)
 
 

@@ -18,14 +18,6 @@ def predict_probabilities(model: nn.Module, images: torch.Tensor, *, preprocessi
     return torch.cat(out) if out else torch.empty(0, 0)
 
 
-def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:
-    """Counts ``M[true, predicted]``, num_classes x num_classes int64."""
-    labels = np.asarray(labels, dtype=np.int64)
-    predictions = np.asarray(predictions, dtype=np.int64)
-    return np.bincount(labels * num_classes + predictions, minlength=num_classes * num_classes).reshape(
-        num_classes, num_classes)
-
-
 def worst_mistakes(probabilities: torch.Tensor, labels: torch.Tensor, k: int = 16) -> list[int]:
     """Indices of misclassified samples, the most confident wrong prediction first."""
     confidence, predicted = probabilities.max(1)
