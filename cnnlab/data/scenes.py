@@ -242,7 +242,9 @@ def render_scene(items: torch.Tensor, labels: np.ndarray, config: SceneConfig, s
             spread = abs(math.cos(math.radians(angle))) + abs(math.sin(math.radians(angle)))
             top_scale = min(config.scale[1], min(h, w) / (item_side * spread))
             low_scale = min(config.scale[0], top_scale)
-            scale = float(math.exp(rng.uniform(math.log(low_scale), math.log(top_scale))))
+            # Rounded as recorded, so an item can be re-rendered exactly from its annotation.
+            scale = round(float(math.exp(rng.uniform(math.log(low_scale), math.log(top_scale)))), 6)
+            angle = round(angle, 6)
             colour, alpha = render_item(items[pick], scale, angle)
             side = colour.shape[0]
             if side > min(h, w):
@@ -267,13 +269,13 @@ def render_scene(items: torch.Tensor, labels: np.ndarray, config: SceneConfig, s
                 source = {"ink": round(float(level), 3)}
                 region[:] = a * paint + (1 - a) * region
             else:
-                gain = float(rng.uniform(0.75, 1.0))
+                gain = round(float(rng.uniform(0.75, 1.0)), 6)
                 paint = colour[:, :, None] * gain * _tint(rng, ch)
-                source = {"gain": round(gain, 6)}
+                source = {"gain": gain}
                 region[:] = a * paint + (1 - a) * region
             owner = trial
             full.append(size)
-            placed.append((pick, {"index": int(pick), "scale": round(scale, 6), "angle": round(angle, 6),
+            placed.append((pick, {"index": int(pick), "scale": scale, "angle": angle,
                                   "x": x0, "y": y0, **source}))
             break
     if config.noise > 0:
