@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError
+from ..io import default_dir_mode
 from . import rle
 from .backgrounds import make_background, texture_names
 
@@ -403,6 +404,7 @@ def write_scene_set(folder: Path, recipe: SceneSetRecipe, items: dict[str, tuple
                 "categories": [{"id": k + 1, "name": n, "supercategory": ""} for k, n in enumerate(recipe.class_names)]})
         (work / "labels.txt").write_text("".join(n + "\n" for n in recipe.class_names))
         (work / "README.txt").write_text(_readme(recipe))
+        os.chmod(work, default_dir_mode())  # mkdtemp makes the folder private; the set is ordinary data
         _replace_folder(work, folder)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
