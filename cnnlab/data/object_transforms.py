@@ -55,8 +55,9 @@ def _transform_objects(target: Objects, ax: float, bx: float, ay: float, by: flo
     keep = ((new_boxes[:, 2] - new_boxes[:, 0]) >= min_size) & ((new_boxes[:, 3] - new_boxes[:, 1]) >= min_size)
     masks = None
     if target.masks is not None:
-        masks = target.masks[:, rows][:, :, cols] & inside  # N x Ho x Wo
-        keep &= masks.flatten(1).any(1)
+        dev = target.masks.device  # targets may stay on the CPU while the images move
+        masks = target.masks[:, rows.to(dev)][:, :, cols.to(dev)] & inside.to(dev)  # N x Ho x Wo
+        keep &= masks.flatten(1).any(1).to(keep.device)
     keypoints = None
     if target.keypoints is not None:
         kp = target.keypoints.double().clone()
@@ -65,7 +66,7 @@ def _transform_objects(target: Objects, ax: float, bx: float, ay: float, by: flo
         lost = (kp[..., 0] < 0) | (kp[..., 0] >= wo) | (kp[..., 1] < 0) | (kp[..., 1] >= ho) | (kp[..., 2] <= 0)
         kp[lost] = 0.0
         if perm is not None:
-            kp = kp[:, perm]
+            kp = kp[:, perm.to(kp.device)]
         keypoints = kp.float()
     out = Objects(new_boxes.float(), target.labels, target.iscrowd, target.ids, masks, keypoints)
     return out.select(keep)
