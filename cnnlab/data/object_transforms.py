@@ -145,8 +145,9 @@ def color_jitter(images: torch.Tensor, strength: float, generator: torch.Generat
 class ObjectAugment:
     """Random geometric and colour changes for a batch; each field off by default.
 
-    ``crop``: random resized crop, the kept area as a fraction of the image (e.g. ``(0.3, 1.0)``), aspect
-    ratio in ``ratio``; ``scale``: zoom factor range about the centre (log-uniform); ``translate``: shift
+    ``crop``: random resized crop (Szegedy et al. 2015, "Going deeper with convolutions", section 6: patches
+    of 8% to 100% of the image, aspect ratio 3/4 to 4/3), the kept area as a fraction of the image (e.g.
+    ``(0.3, 1.0)``), aspect ratio in ``ratio``; ``scale``: zoom factor range about the centre (log-uniform); ``translate``: shift
     by up to this fraction of the size; ``flip``: mirror half the images, where the data allows it;
     ``color``: brightness / contrast / saturation strength; ``min_size``: smallest box side kept.
     """
