@@ -9,11 +9,20 @@ from pathlib import Path
 TMP_MARK = ".tmp-"
 
 
-def default_file_mode() -> int:
-    """The permissions a plain ``open(path, "w")`` would give (mkstemp makes files private)."""
+def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+def default_file_mode() -> int:
+    """The permissions a plain ``open(path, "w")`` would give (mkstemp makes files private)."""
+    return 0o666 & ~_umask()
+
+
+def default_dir_mode() -> int:
+    """The permissions a plain ``mkdir`` would give (mkdtemp makes folders private)."""
+    return 0o777 & ~_umask()
 
 
 def fsync_dir(directory: Path) -> None:

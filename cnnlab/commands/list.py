@@ -37,9 +37,13 @@ def run(args) -> int:
             models.append({"name": name, "family": info.family, "paper": info.paper, "year": info.year,
                            "params": parameter_count(name), "input_size": list(info.input_size),
                            "top1": info.top1, "top5": info.top5})
+    from ..data.object_datasets import SCENE_SETS
+
     datasets = [] if args.models else [
-        {"name": s.name, "classes": len(s.class_names), "splits": list(s.files), "description": s.description,
-         "licence": s.licence} for s in DATASETS.values()]
+        {"name": s.name, "task": "classification", "classes": len(s.class_names), "splits": list(s.files),
+         "description": s.description, "licence": s.licence} for s in DATASETS.values()] + [
+        {"name": s.name, "task": "detection / segmentation", "classes": 10, "splits": ["train", "test"],
+         "description": s.description, "licence": s.licence} for s in SCENE_SETS.values()]
     if args.json:
         print_json({"models": models, "datasets": datasets})
         return 0
@@ -48,6 +52,6 @@ def run(args) -> int:
                       "x".join(map(str, m["input_size"]))) for m in models],
                     ["model", "family", "paper", "year", "params", "input"], title="models", justify_right=["params"])
     if datasets:
-        print_table([(d["name"], d["classes"], d["description"]) for d in datasets],
-                    ["dataset", "classes", "description"], title="datasets")
+        print_table([(d["name"], d["task"], d["classes"], d["description"]) for d in datasets],
+                    ["dataset", "task", "classes", "description"], title="datasets")
     return 0

@@ -249,4 +249,9 @@ def load_dataset(name: str, split: str = "train", data_dir: str | os.PathLike | 
         return load_image_folder(path, split, image_size=image_size)
     if os.sep in name or name.startswith("."):
         raise DataError(f"dataset folder '{name}' does not exist")
+    from .object_datasets import SCENE_SETS
+
+    if name in SCENE_SETS:
+        raise DataError(f"'{name}' is a detection / segmentation dataset, not a classification one "
+                        "(cnnlab.data.load_object_dataset reads it)")
     raise unknown_name("dataset", name, list(DATASETS))
