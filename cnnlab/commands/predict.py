@@ -14,6 +14,7 @@ def register(subparsers) -> None:
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--invert", action="store_true", help="invert grey levels (dark object on light paper -> "
                    "light on dark, as in MNIST-style data)")
+    p.add_argument("--out", metavar="DIR", help="folder for the pictures a task draws (masks, boxes, skeletons)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
@@ -34,8 +35,18 @@ def run(args) -> int:
     invert = True if args.invert else None
     batch = torch.stack([checkpoint.preprocessing.image(open_image(path), invert=invert) for path in args.images])
     results = predictor.predict_batch(batch, args.top_k)
+    from pathlib import Path
+
+    out_dir = Path(args.out) if args.out else None
     if args.json:
-        print_json([{"image": path, "top": task.describe(preds)} for path, preds in zip(args.images, results)])
+        import contextlib
+        import io
+
+        with contextlib.redirect_stdout(io.StringIO()):  # the pictures' paths go into the JSON instead
+            written = task.print_predictions(args.images, results, out_dir=out_dir, images=list(batch))
+        key = "top" if task.name == "classify" else "prediction"
+        items = [{"image": path, key: task.describe(preds)} for path, preds in zip(args.images, results)]
+        print_json({"predictions": items, "files": written} if written else items)
         return 0
-    task.print_predictions(args.images, results)
+    task.print_predictions(args.images, results, out_dir=out_dir, images=list(batch))
     return 0

@@ -20,6 +20,8 @@ SUBCOMMANDS = {
                    "cnnlab viz activation runs/lenet5 --layer conv2 --channel 3"),
     "kernels": ("the decks' classic kernels (emboss, edges, Sobel, blur, sharpen) on a photograph",
                 "cnnlab viz kernels --photo astronaut"),
+    "predictions": ("a task's pictures: predictions beside the ground truth, worst images, and the task's own",
+                    "cnnlab viz predictions runs/unet --kind worst --limit 200"),
     "curves": ("loss and accuracy curves of one or more training runs, overlaid",
                "cnnlab viz curves runs/lenet5 runs/vgg11"),
     "confusion": ("confusion matrix and the most confident mistakes on a dataset",
@@ -90,6 +92,12 @@ def register(subparsers) -> None:
         s.add_argument("--limit", type=int, default=2000, help="use the first N test images (0: all)")
         _data_options(s)
     parsers["confusion"].add_argument("--mistakes", type=int, default=24, help="how many mistakes to show")
+
+    s = parsers["predictions"]
+    s.add_argument("checkpoint", metavar="CKPT")
+    s.add_argument("--kind", help="which picture (the task lists its kinds; default its first)")
+    s.add_argument("--limit", type=int, default=200, help="use the first N test examples (0: all)")
+    _data_options(s)
 
 
 def _single_threaded(run):
@@ -325,6 +333,21 @@ def run_confusion(args) -> int:
          "matrix": matrix.tolist()},
         {"kind": "mistakes", "path": str(second), "indices": worst},
     ])
+
+
+def run_predictions(args) -> int:
+    from ..errors import ConfigError
+    from ..tasks import get_task
+
+    ckpt = _checkpoint(args.checkpoint)
+    task = get_task(ckpt.task)
+    kind = args.kind or (task.pictures_kinds[0] if task.pictures_kinds else "")
+    if kind not in task.pictures_kinds:
+        raise ConfigError(f"the {task.name} task draws {', '.join(task.pictures_kinds) or 'no pictures'}, not '{kind}'")
+    name = args.data or ckpt.meta.dataset
+    data = task.load_split(name, "test", args.data_dir)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    return _report(args, task.pictures(ckpt, data, Path(args.out), kind=kind, limit=args.limit))
 
 
 def run_embed(args) -> int:

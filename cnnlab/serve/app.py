@@ -141,12 +141,20 @@ class Service:
         if not self.ready:
             raise not_ready()
 
-    def pick(self, name: str | None) -> ServedModel:
+    def pick(self, name: str | None, task: str = "classify") -> ServedModel:
+        """The model ``name`` (by default the first one doing ``task``), which must do ``task``."""
         if not name:
-            return next(iter(self.models.values()))
+            chosen = next((m for m in self.models.values() if m.checkpoint.task == task), None)
+            if chosen is None:
+                raise bad_request(f"no model served here does {task}; the models do "
+                                  f"{', '.join(sorted({m.checkpoint.task for m in self.models.values()}))}")
+            return chosen
         if name not in self.models:
             raise ServeError(404, "unknown_model", f"no model '{name}' is served; known: {', '.join(self.models)}")
-        return self.models[name]
+        model = self.models[name]
+        if model.checkpoint.task != task:
+            raise bad_request(f"model '{name}' does {model.checkpoint.task}, not {task}")
+        return model
 
     async def read_body(self, request: Request) -> bytes:
         """The whole body, refusing (413) before reading when it declares too many bytes, and while
@@ -376,6 +384,11 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None
                              "root": model.roots[index], **shown,
                              "time_ms": round((time.perf_counter() - start) * 1000, 2)})
 
+    # -- every other task's endpoint: POST /v1/<task.endpoint>, answered by the task
+    for task in _served_tasks(models):
+        app.post(f"/v1/{task.endpoint}", summary=task.description, openapi_extra=_body_doc("image", False),
+                 responses=ERROR_RESPONSES, name=f"task_{task.name}")(_task_handler(service, task))
+
     # -- documentation that works offline (the usual Swagger page loads its script from a CDN)
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
@@ -388,6 +401,36 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+def _served_tasks(models: dict[str, ServedModel]) -> list:
+    """The tasks (other than classification, whose routes are above) of the models served."""
+    from ..tasks import get_task
+
+    names = sorted({m.checkpoint.task for m in models.values()} - {"classify"})
+    return [task for task in (get_task(n) for n in names) if task.endpoint]
+
+
+def _task_handler(service: Service, task):
+    """The handler of ``POST /v1/<task.endpoint>``: one image, through the model's micro-batcher, the
+    answer shaped by the task; same limits and errors as classification."""
+    config = service.config
+
+    async def handle(request: Request) -> JSONResponse:
+        start = time.perf_counter()
+        service.require_ready()
+        async with within(config.request_timeout_s, timed_out(config.request_timeout_s)):
+            upload, fields = await service.upload(request, "image")
+            if len(upload.images) != 1:
+                raise bad_request(f"send exactly one image (got {len(upload.images)})")
+            model = service.pick(fields.get("model"), task.name)
+            options = task.request_options(fields, model)
+            image = await service.prepare(upload.images[0], model, parse_flag(fields.get("invert"), "invert"))
+            prediction = await model.batcher.submit(image, 1)
+        return JSONResponse({"log_id": new_log_id(), "model": model.name, **task.response(model, prediction, options),
+                             "time_ms": round((time.perf_counter() - start) * 1000, 2)})
+
+    return handle
 
 
 def render_docs(spec: dict[str, Any]) -> str:

@@ -163,6 +163,6 @@ class MicroBatcher:
                 self.images_run += len(jobs)
                 for j, result in zip(jobs, results):
                     if not j.future.done():
-                        j.future.set_result(result[: j.top_k])
+                        j.future.set_result(result[: j.top_k] if isinstance(result, list) else result)
             finally:
                 self._current = []

@@ -156,10 +156,32 @@ class Task(abc.ABC):
         """A prediction as JSON-ready values."""
         return prediction
 
-    def print_predictions(self, paths: Sequence[str], predictions: Sequence[Any], *, out_dir: Path | None) -> None:
+    def print_predictions(self, paths: Sequence[str], predictions: Sequence[Any], *, out_dir: Path | None = None,
+                          images: Sequence[Any] = ()) -> list[str]:
+        """Print predictions for people; a task that draws them (masks, boxes) writes files into
+        ``out_dir`` (``images`` are the inputs as the model saw them) and returns their paths."""
         for path, prediction in zip(paths, predictions):
             print(path, self.describe(prediction))
+        return []
 
-    def response(self, served, predictions: Any) -> dict[str, Any]:
-        """The service's JSON answer for one image's predictions."""
-        return {"result": self.describe(predictions)}
+    # --- the service (``POST /v1/<endpoint>``, for every task but classification's own routes) ----
+    endpoint: ClassVar[str] = ""
+
+    def request_options(self, fields: dict[str, str], served) -> dict[str, Any]:
+        """The request's fields (``top_k``, ``threshold``, ``format`` ...) checked and converted; raise
+        :func:`cnnlab.serve.errors.bad_request` for a bad one."""
+        return {}
+
+    def response(self, served, prediction: Any, options: dict[str, Any]) -> dict[str, Any]:
+        """The service's JSON answer for one image's prediction."""
+        return {"result": self.describe(prediction)}
+
+    # --- pictures (``cnnlab viz predictions``) ------------------------------------------------------
+    pictures_kinds: ClassVar[tuple[str, ...]] = ()
+
+    def pictures(self, checkpoint, dataset, out_dir: Path, *, kind: str, limit: int) -> list[dict[str, Any]]:
+        """Draw ``kind`` (one of :attr:`pictures_kinds`: predictions beside ground truth, worst images ...)
+        for the first ``limit`` examples of ``dataset`` into ``out_dir``; one ``{"path": ...}`` per file."""
+        from ..errors import ConfigError
+
+        raise ConfigError(f"the {self.name} task draws no pictures")

@@ -177,6 +177,21 @@ class ClassificationTask(Task):
         print_table([[names[i]] + row for i, row in enumerate(metrics["confusion"])], ["true \\ pred"] + names,
                     title="confusion matrix", justify_right=names)
 
+    # --- pictures
+    pictures_kinds = ("mistakes",)
+
+    def pictures(self, checkpoint, dataset: ImageDataset, out_dir: Path, *, kind: str, limit: int) -> list[dict[str, Any]]:
+        from ..viz import style
+        from ..viz.confusion import plot_mistakes, predict_probabilities, worst_mistakes
+
+        data = dataset.subset(slice(0, limit)) if limit else dataset
+        probs = predict_probabilities(checkpoint.model, data.images, preprocessing=checkpoint.preprocessing)
+        worst = worst_mistakes(probs, data.labels, 24)
+        path = style.save(plot_mistakes(data.images, data.labels, probs, worst, checkpoint.class_names,
+                                        title=f"{checkpoint.arch}: most confident mistakes"),
+                          out_dir / f"mistakes-{Path(checkpoint.path).name or checkpoint.arch}.png")
+        return [{"kind": kind, "path": str(path), "indices": worst}]
+
     # --- using a trained model
     def predictor(self, checkpoint, *, device: str | torch.device = "cpu"):
         from ..predict import Predictor
@@ -186,8 +201,10 @@ class ClassificationTask(Task):
     def describe(self, prediction) -> list[dict[str, Any]]:
         return [{"class": p.label, "index": p.index, "score": round(p.score, 6)} for p in prediction]
 
-    def print_predictions(self, paths: Sequence[str], predictions, *, out_dir: Path | None = None) -> None:
+    def print_predictions(self, paths: Sequence[str], predictions, *, out_dir: Path | None = None,
+                          images: Sequence[Any] = ()) -> list[str]:
         for path, preds in zip(paths, predictions):
             print(path)
             for p in preds:
                 print(f"  {p.score:7.2%}  {p.label}")
+        return []

@@ -45,11 +45,22 @@ def run_label(path: str | Path) -> str:
     return path.parent.name if path.is_file() else path.name
 
 
+def main_metric(runs: dict[str, list[dict[str, Any]]]) -> str:
+    """The figure the second panel shows: accuracy where the runs log it, else the first test figure
+    other than the loss (a task's own: ``miou``, ``map``, ``cer`` ...)."""
+    keys = [k for history in runs.values() for r in history for k in r]
+    if "test_acc" in keys or "train_acc" in keys:
+        return "acc"
+    return next((k[5:] for k in keys if k.startswith("test_") and k != "test_loss"), "acc")
+
+
 def plot_curves(runs: dict[str, list[dict[str, Any]]], *, title: str = "Training curves"):
-    """Loss and accuracy against epoch (and the learning rate, when it changes).
+    """Loss and the task's main figure (accuracy for classification) against epoch, and the learning
+    rate when it changes.
 
     Each run has its own colour; solid lines are training, dashed test, dotted validation.
     """
+    metric = main_metric(runs)
     has_lr = any(len({r.get("lr") for r in h if r.get("lr") is not None}) > 1 for h in runs.values())
     panels = 3 if has_lr else 2
     fig = style.figure(4.2 * panels, 3.6)
@@ -59,7 +70,7 @@ def plot_curves(runs: dict[str, list[dict[str, Any]]], *, title: str = "Training
     for i, (name, history) in enumerate(runs.items()):
         colour = f"C{i % 10}"
         for split, line in (("train", "-"), ("test", "--"), ("val", ":")):
-            for ax, key in ((ax_loss, f"{split}_loss"), (ax_acc, f"{split}_acc")):
+            for ax, key in ((ax_loss, f"{split}_loss"), (ax_acc, f"{split}_{metric}")):
                 points = [(r["epoch"], r[key]) for r in history if r.get(key) is not None]
                 if points:
                     xs, ys = zip(*points)
@@ -71,12 +82,16 @@ def plot_curves(runs: dict[str, list[dict[str, Any]]], *, title: str = "Training
             if points:
                 xs, ys = zip(*points)
                 axes[2].plot(xs, ys, "-", color=colour, label=name)
-    ax_loss.set(title="loss", xlabel="epoch", ylabel="cross-entropy")
-    ax_acc.set(title="accuracy", xlabel="epoch", ylabel="top-1 accuracy (%)")
+    ax_loss.set(title="loss", xlabel="epoch", ylabel="cross-entropy" if metric == "acc" else "loss")
+    if metric == "acc":
+        ax_acc.set(title="accuracy", xlabel="epoch", ylabel="top-1 accuracy (%)")
+    else:
+        ax_acc.set(title=metric, xlabel="epoch", ylabel=metric)
     if has_lr:
         axes[2].set(title="learning rate", xlabel="epoch", ylabel="lr", yscale="log")
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
-    ax_acc.legend(loc="lower right")
+    if ax_acc.get_lines():
+        ax_acc.legend(loc="best")
     return fig
