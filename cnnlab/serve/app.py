@@ -386,8 +386,10 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None
 
     # -- every other task's endpoint: POST /v1/<task.endpoint>, answered by the task
     for task in _served_tasks(models):
-        app.post(f"/v1/{task.endpoint}", summary=task.description, openapi_extra=_body_doc("image", False),
-                 responses=ERROR_RESPONSES, name=f"task_{task.name}")(_task_handler(service, task))
+        if task.endpoint:
+            app.post(f"/v1/{task.endpoint}", summary=task.description, openapi_extra=_body_doc("image", False),
+                     responses=ERROR_RESPONSES, name=f"task_{task.name}")(_task_handler(service, task))
+        task.add_routes(app, service)  # a task's own endpoints (two images, clips, no image at all ...)
 
     # -- documentation that works offline (the usual Swagger page loads its script from a CDN)
     @app.get("/docs", include_in_schema=False)
@@ -408,7 +410,7 @@ def _served_tasks(models: dict[str, ServedModel]) -> list:
     from ..tasks import get_task
 
     names = sorted({m.checkpoint.task for m in models.values()} - {"classify"})
-    return [task for task in (get_task(n) for n in names) if task.endpoint]
+    return [get_task(n) for n in names]
 
 
 def _task_handler(service: Service, task):

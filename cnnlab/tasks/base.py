@@ -176,6 +176,13 @@ class Task(abc.ABC):
         """The service's JSON answer for one image's prediction."""
         return {"result": self.describe(prediction)}
 
+    def add_routes(self, app, service) -> None:
+        """Add endpoints of the task's own beyond ``/v1/<endpoint>`` (called once per served task).
+
+        ``service`` (:class:`cnnlab.serve.app.Service`) gives ``upload``, ``pick(name, task)``,
+        ``prepare`` and ``require_ready``, so these endpoints keep the service's limits and errors.
+        """
+
     # --- pictures (``cnnlab viz predictions``) ------------------------------------------------------
     pictures_kinds: ClassVar[tuple[str, ...]] = ()
 
