@@ -167,3 +167,16 @@ def test_bench_infer_scores_a_checkpoint_on_its_test_split(tmp_path):
     expected = evaluate(model, test.subset(slice(0, 200)))["top1"]  # the trainer's own evaluation
     assert result["quality"]["eager"] == pytest.approx(expected)
     assert result["quality"]["folded"] == pytest.approx(expected)
+
+
+def test_bench_train_times_the_real_trainers_epoch():
+    from cnnlab.train.trainer import Trainer
+
+    pipeline = bench_train.TrainerPipeline("fashion-mnist-mini", "", 300, 64, channels_last=False, precision="fp32",
+                                           threads=1)
+    assert isinstance(pipeline.trainer, Trainer) and pipeline.trainer.config.lr == 0.9
+    before = [p.detach().clone() for p in pipeline.trainer.model.parameters()]
+    assert pipeline.train_epoch() == 300
+    steps = pipeline.trainer.scheduler.last_epoch
+    assert steps == 2  # ceil(300 / 256) optimiser steps of the trainer's own loop
+    assert any(not torch.equal(a, b) for a, b in zip(before, pipeline.trainer.model.parameters()))

@@ -22,7 +22,6 @@ Two measurements:
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import time
 import warnings
@@ -140,50 +139,38 @@ class TextbookPipeline:
 
 # --- cnnlab's pipeline, same model and hyper-parameters -------------------------------------------------
 
-class TensorPipeline:
-    """The same model, optimiser and batches drawn from one resident uint8 tensor."""
+def textbook_config(data: str, data_dir: str, limit_train: int, limit_test: int, *, channels_last: bool,
+                    precision: str, threads: int, out: str):
+    """The textbook's hyper-parameters as a cnnlab :class:`TrainConfig` (``--recipe textbook``)."""
+    from ..train.config import build_config
 
-    def __init__(self, train, test, *, channels_last: bool, precision: str, seed: int = 0):
-        self.train_set, self.test_set = train, test
-        self.channels_last, self.precision = channels_last, precision
+    return build_config(recipe="textbook", overrides=dict(
+        data=data, data_dir=data_dir, limit_train=limit_train, limit_test=limit_test, channels_last=channels_last,
+        precision=precision, threads=threads, out=out, epochs=1000))
+
+
+class TrainerPipeline:
+    """The same model and hyper-parameters trained by cnnlab's own :class:`~cnnlab.train.trainer.Trainer`:
+    each measured epoch is ``Trainer.train_one_epoch``, the loop ``cnnlab train`` runs (batches indexed
+    from one resident uint8 tensor, normalised as a whole). The one difference from the textbook is the
+    input scale: the trainer normalises by the dataset's mean and standard deviation, the textbook
+    divides by 255."""
+
+    def __init__(self, data: str, data_dir: str, limit_train: int, limit_test: int, *, channels_last: bool,
+                 precision: str, threads: int):
+        import tempfile
+
+        from ..train.trainer import Trainer
+
+        self._tmp = tempfile.TemporaryDirectory()
         self.name = "cnnlab" + ("+cl" if channels_last else "") + ("+bf16" if precision == "bf16" else "")
-        self.model = textbook_model(seed)
-        if channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=TEXTBOOK["lr"])
-        self.loss = nn.CrossEntropyLoss()
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def _batch(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.float().div_(255)  # B x 1 x 28 x 28, the textbook's [0, 1] scale
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
-
-    def _autocast(self):
-        return torch.autocast("cpu", dtype=torch.bfloat16) if self.precision == "bf16" else contextlib.nullcontext()
+        config = textbook_config(data, data_dir, limit_train, limit_test, channels_last=channels_last,
+                                 precision=precision, threads=threads, out=self._tmp.name)
+        self.trainer = Trainer(config, progress=False, log=lambda s: None)
 
     def train_epoch(self) -> int:
-        self.model.train()
-        n, b = len(self.train_set), TEXTBOOK["batch_size"]
-        order = torch.randperm(n, generator=self.generator)
-        for start in range(0, n, b):
-            idx = order[start:start + b]
-            x, y = self._batch(self.train_set.images[idx]), self.train_set.labels[idx]
-            with self._autocast():
-                loss = self.loss(self.model(x).float(), y)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-        return n
-
-    @torch.no_grad()
-    def accuracy(self) -> float:
-        self.model.eval()
-        correct = 0
-        for start in range(0, len(self.test_set), 1024):
-            with self._autocast():
-                scores = self.model(self._batch(self.test_set.images[start:start + 1024]))
-            correct += int((scores.argmax(1) == self.test_set.labels[start:start + 1024]).sum())
-        return correct / len(self.test_set)
+        self.trainer.train_one_epoch()
+        return len(self.trainer.train_set)
 
 
 # --- measurements -------------------------------------------------------------------------------------
@@ -200,14 +187,15 @@ def _load(data: str, data_dir: str, limit_train: int, limit_test: int):
     return train, test
 
 
-def throughput(train, test, *, rounds: int, workers: int, precision: str = "auto",
+def throughput(train, test, *, rounds: int, workers: int, precision: str = "auto", source: dict[str, Any],
                log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """(a) Median images/s over ``rounds`` alternating epochs of each pipeline."""
+    """(a) Median images/s over ``rounds`` alternating epochs of each pipeline; ``source`` names the data
+    (``data``, ``data_dir``, ``limit_train``, ``limit_test``, ``threads``) for cnnlab's trainer."""
     pipelines = [TextbookPipeline(train, test, workers=workers),
-                 TensorPipeline(train, test, channels_last=False, precision="fp32"),
-                 TensorPipeline(train, test, channels_last=True, precision="fp32")]
+                 TrainerPipeline(**source, channels_last=False, precision="fp32"),
+                 TrainerPipeline(**source, channels_last=True, precision="fp32")]
     if precision in ("auto", "bf16"):
-        pipelines.append(TensorPipeline(train, test, channels_last=True, precision="bf16"))
+        pipelines.append(TrainerPipeline(**source, channels_last=True, precision="bf16"))
     rates: dict[str, list[float]] = {p.name: [] for p in pipelines}
     for r in range(rounds):
         for p in pipelines:
@@ -290,7 +278,9 @@ def measure(*, data: str = "fashion-mnist", data_dir: str = "", limit_train: int
         result: dict[str, Any] = {"data": data, "train_images": len(train), "test_images": len(test),
                                   "threads": threads, "workers": workers, "hardware": hardware()}
         if rounds:
-            result["throughput"] = throughput(train, test, rounds=rounds, workers=workers, precision=precision, log=log)
+            source = dict(data=data, data_dir=data_dir, limit_train=limit_train, limit_test=limit_test, threads=threads)
+            result["throughput"] = throughput(train, test, rounds=rounds, workers=workers, precision=precision,
+                                              source=source, log=log)
         if budget > 0:
             runs = {
                 "textbook": lambda: TextbookPipeline(*_load(data, data_dir, limit_train, limit_test), workers=workers),

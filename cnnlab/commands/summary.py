@@ -34,7 +34,7 @@ def run(args) -> int:
     from ..console import print_json, print_table
 
     kwargs = {"num_classes": args.num_classes} if args.num_classes else {}
-    if os.path.isfile(args.model):
+    if os.path.exists(args.model):  # a run folder, or a file inside one
         from ..train.checkpoint import load_checkpoint
 
         checkpoint = load_checkpoint(args.model, device="cpu")
