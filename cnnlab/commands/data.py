@@ -26,7 +26,9 @@ def run(args) -> int:
     from ..errors import DataError
 
     if args.action == "info":
-        info = {split: load_dataset(args.dataset, split, args.data_dir).describe() for split in ("train", "test")}
+        # Describing never downloads (nor creates folders): 'cnnlab data download' does that.
+        info = {split: load_dataset(args.dataset, split, args.data_dir, download_missing=False).describe()
+                for split in ("train", "test")}
         if args.json:
             print_json(info)
         else:

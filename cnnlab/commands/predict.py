@@ -22,7 +22,8 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import torch
 
-    from ..predict import Predictor, image_to_uint8, open_image
+    from ..data.images import image_to_uint8, open_image
+    from ..predict import Predictor
     from ..train.checkpoint import load_checkpoint
 
     if args.top_k < 1:

@@ -130,7 +130,7 @@ def _out(args, name: str) -> Path:
 
 
 def _stem(ckpt) -> str:
-    return Path(ckpt.path).name or ckpt.arch
+    return Path(ckpt.run_dir).name or ckpt.arch
 
 
 def _checkpoint(path: str):
@@ -156,7 +156,7 @@ def _dataset(args, ckpt, split: str = "test"):
 
 def _one_image(args, ckpt):
     """(uint8 C x H x W as the model sees it, a label for titles)."""
-    from ..predict import image_to_uint8, open_image
+    from ..data.images import image_to_uint8, open_image
 
     if args.image:
         invert = args.invert or bool(ckpt.meta.get("invert_photos", False))

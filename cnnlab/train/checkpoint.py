@@ -1,21 +1,39 @@
 """Checkpoints: safetensors weights plus JSON metadata; nothing is ever unpickled.
 
-A checkpoint is a folder::
+A run folder holds its latest checkpoint in ``last/``::
 
-    model.safetensors    the model's state_dict (parameters and buffers)
-    meta.json            how to rebuild and use the model: architecture name and arguments, class
-                         names, input size, normalisation, dataset, config, epoch, metrics
-    train_state.safetensors / train_state.json
-                         optimiser, scheduler, RNG and loop state, for ``cnnlab train --resume``
+    runs/NAME/
+      last/                      the checkpoint of the latest epoch
+        model.safetensors        the model's state_dict (parameters and buffers)
+        meta.json                how to rebuild and use the model: architecture name and arguments,
+                                 class names, input size, normalisation, dataset, config, epoch, metrics
+        train_state.safetensors  optimiser, scheduler, RNG and loop state, for ``cnnlab train --resume``
+        train_state.json
+      history.jsonl, curves.png  the run's history, written beside its checkpoints
 
-Each file is written atomically (temporary file, fsync, rename), meta.json last. All three carry the
-same ``stamp``; a load that finds different stamps knows a save was interrupted between files and
-says so instead of mixing two epochs.
+Other checkpoints of the same run (a ``best/`` one, say) are further folders of the same form beside
+``last/``: ``save_checkpoint(..., slot="best")``.
+
+A checkpoint is one atomic unit. A save writes a complete new folder ``.last.new/`` (every file
+fsync'd, ``meta.json`` last), then renames the current ``last/`` to ``.last.old/``, renames
+``.last.new/`` to ``last/`` and removes ``.last.old/``. Whatever instant a save is killed at, one
+complete checkpoint remains: ``last/``, or, in the instant between the two renames, ``.last.new/``
+or ``.last.old/``. Loading takes ``last/`` if it is there and otherwise the complete one of those two
+(the new one first); the next save finishes the interrupted one's work before it starts. All files of
+a checkpoint also carry one ``stamp``, so files of two different saves are never mixed silently.
+
+``load_checkpoint``, ``read_meta`` and ``load_train_state`` take a run folder, a checkpoint folder
+or any file inside one. Run folders of the earlier flat layout (the files directly in the run
+folder) load as they are; the first save into one moves it to ``last/``.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
+import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +45,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from ..errors import CheckpointError
-from ..io import atomic_write_bytes, atomic_write_text, clean_stale_temporaries
+from ..io import atomic_write_text, clean_stale_temporaries, fsync_dir, is_regular_file
 
 FORMAT = "cnnlab-checkpoint"
 VERSION = 1
@@ -35,6 +53,10 @@ MODEL_FILE = "model.safetensors"
 META_FILE = "meta.json"
 STATE_FILE = "train_state.safetensors"
 STATE_META_FILE = "train_state.json"
+CHECKPOINT_FILES = (META_FILE, MODEL_FILE, STATE_FILE, STATE_META_FILE)
+LAST = "last"
+SLOTS = (LAST, "best")  # checkpoint folders a run folder may hold
+NEW_SUFFIX, OLD_SUFFIX = ".new", ".old"
 
 
 # --- turning nested state (optimiser, scheduler, RNG) into tensors + JSON, and back -----------------
@@ -78,43 +100,162 @@ def unflatten_state(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return tree
 
 
+# --- the run folder: where each checkpoint lives, and finishing an interrupted save ----------------
+
+def _staging(run: Path, slot: str) -> Path:
+    return run / f".{slot}{NEW_SUFFIX}"
+
+
+def _retired(run: Path, slot: str) -> Path:
+    return run / f".{slot}{OLD_SUFFIX}"
+
+
+def _holds_checkpoint(folder: Path) -> bool:
+    """Does ``folder`` hold a checkpoint's two essential files (``meta.json`` is written last)?"""
+    return is_regular_file(folder / META_FILE) and is_regular_file(folder / MODEL_FILE)
+
+
+def _complete(folder: Path) -> bool:
+    """A folder of a finished save: both files present and ``meta.json`` readable."""
+    if not _holds_checkpoint(folder):
+        return False
+    try:
+        return json.loads((folder / META_FILE).read_text("utf-8")).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _slot_folder(run: Path, slot: str = LAST) -> Path | None:
+    """The folder holding ``slot``'s checkpoint in ``run``, looking where an interrupted save leaves it."""
+    if (run / slot).is_dir():
+        return run / slot
+    for candidate in (_staging(run, slot), _retired(run, slot)):  # the newer one first
+        if _complete(candidate):
+            return candidate
+    return None
+
+
+def _remove_tree(folder: Path) -> None:
+    if folder.is_dir() and not folder.is_symlink():
+        shutil.rmtree(folder)
+    elif folder.exists() or folder.is_symlink():
+        folder.unlink()
+
+
+def recover(run: str | Path, slot: str = LAST) -> None:
+    """Finish or undo a save of ``slot`` that was interrupted, and remove what it left behind.
+
+    If ``slot/`` is missing, the complete one of ``.slot.new/`` (newer) and ``.slot.old/`` becomes it.
+    """
+    run = Path(run)
+    final = run / slot
+    if not final.is_dir():
+        for candidate in (_staging(run, slot), _retired(run, slot)):
+            if _complete(candidate):
+                os.rename(candidate, final)
+                fsync_dir(run)
+                break
+    for leftover in (_staging(run, slot), _retired(run, slot)):
+        _remove_tree(leftover)
+
+
+def run_folder(path: str | Path) -> Path:
+    """The run folder of ``path``: a run folder itself, or the run folder around a checkpoint folder."""
+    directory = checkpoint_dir(path)
+    names = set(SLOTS) | {f".{s}{suffix}" for s in SLOTS for suffix in (NEW_SUFFIX, OLD_SUFFIX)}
+    return directory.parent if directory.name in names else directory
+
+
+def new_run_dir(path: str | Path) -> Path:
+    """Claim a folder for a new run: ``path`` if it is free (missing or empty), else the first free one of
+    ``path-2``, ``path-3``, ... (numbered as ultralytics numbers its runs). Creating the folder is the
+    claim, so two runs started at once never share one."""
+    path = Path(path)
+    for candidate in itertools.chain([path], (path.with_name(f"{path.name}-{n}") for n in itertools.count(2))):
+        try:
+            candidate.mkdir(parents=True)
+            return candidate
+        except FileExistsError:
+            if candidate.is_dir() and not any(candidate.iterdir()):
+                return candidate
+    raise AssertionError("unreachable")  # pragma: no cover - itertools.count never ends
+
+
 # --- saving ------------------------------------------------------------------------------------------
+
+def _write_durable(path: Path, data: bytes) -> None:
+    """Write a new file and fsync it (inside a folder nobody reads until it is renamed into place)."""
+    with open(path, "xb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
 
 def save_checkpoint(
     directory: str | Path,
     model: torch.nn.Module,
     meta: dict[str, Any],
     train_state: dict[str, Any] | None = None,
+    *,
+    slot: str = LAST,
 ) -> Path:
-    """Write ``model`` and ``meta`` (and optionally ``train_state``) into ``directory`` atomically.
+    """Write ``model`` and ``meta`` (and optionally ``train_state``) as the ``slot`` checkpoint of the run
+    folder ``directory``, as one atomic unit (see the module docstring); returns ``directory``.
 
     ``meta`` must hold at least ``arch`` and ``arch_kwargs``; see the module docstring for the rest.
     """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    clean_stale_temporaries(directory)
+    if slot not in SLOTS:
+        raise CheckpointError(f"checkpoint slot must be one of {', '.join(SLOTS)}, not '{slot}'")
+    run = Path(directory)
+    run.mkdir(parents=True, exist_ok=True)
+    recover(run, slot)
+    clean_stale_temporaries(run)
     stamp = f"{time.time_ns()}"
+    # Everything is serialised before the first byte is written, so a failure here changes nothing.
+    files: list[tuple[str, bytes]] = []
     if train_state is not None:
         tensors, tree = flatten_state(train_state)
-        atomic_write_bytes(directory / STATE_FILE, st_save(tensors, metadata={"stamp": stamp}))
-        atomic_write_text(directory / STATE_META_FILE, json.dumps({"stamp": stamp, "state": tree}))
+        files.append((STATE_FILE, st_save(tensors, metadata={"stamp": stamp})))
+        files.append((STATE_META_FILE, json.dumps({"stamp": stamp, "state": tree}).encode("utf-8")))
     # Modules may hold the same storage twice (tied weights); safetensors refuses shared storage.
     state = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(directory / MODEL_FILE, st_save(state, metadata={"stamp": stamp, "format": FORMAT}))
+    files.append((MODEL_FILE, st_save(state, metadata={"stamp": stamp, "format": FORMAT})))
     full_meta = {"format": FORMAT, "version": VERSION, "stamp": stamp, **meta}
-    atomic_write_text(directory / META_FILE, json.dumps(full_meta, indent=2, default=str))
-    return directory
+    meta_text = json.dumps(full_meta, indent=2, default=str)
+
+    staging, final, retired = _staging(run, slot), run / slot, _retired(run, slot)
+    staging.mkdir()
+    for name, data in files:
+        _write_durable(staging / name, data)
+    atomic_write_text(staging / META_FILE, meta_text)  # last: its presence marks the folder complete
+    fsync_dir(staging)
+    if final.is_dir():
+        os.rename(final, retired)
+    os.rename(staging, final)  # the commit: from here on the new checkpoint is the one that loads
+    fsync_dir(run)
+    _remove_tree(retired)
+    if slot == LAST and _holds_checkpoint(run):  # a run folder of the flat layout: now moved to last/
+        for name in CHECKPOINT_FILES:  # meta.json first, so no half-removed flat checkpoint is ever found
+            (run / name).unlink(missing_ok=True)
+        fsync_dir(run)
+    return run
 
 
 # --- loading -----------------------------------------------------------------------------------------
 
 @dataclass
 class Checkpoint:
-    """A loaded checkpoint: the rebuilt model (in eval mode) and its metadata."""
+    """A loaded checkpoint: the rebuilt model (in eval mode), its metadata, the folder of its files
+    (``path``) and the run folder around it (``run_dir``; the same folder for a flat one)."""
 
     model: torch.nn.Module
     meta: dict[str, Any]
     path: Path
+    run_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.run_dir is None:
+            self.run_dir = self.path
 
     @property
     def arch(self) -> str:
@@ -139,15 +280,22 @@ class Checkpoint:
 
 
 def checkpoint_dir(path: str | Path) -> Path:
-    """The checkpoint folder for ``path`` (the folder itself, or any file inside it)."""
+    """The folder holding the checkpoint files for ``path``: a run folder's ``last/`` checkpoint (or,
+    right after an interrupted save, the complete one it left), a checkpoint folder itself, or the
+    folder of a file inside one."""
     path = Path(path)
     if path.is_file():
         path = path.parent
     if not path.exists():
         raise CheckpointError(f"checkpoint '{path}' does not exist")
-    if not (path / META_FILE).is_file() or not (path / MODEL_FILE).is_file():
-        raise CheckpointError(f"'{path}' is not a cnnlab checkpoint (needs {META_FILE} and {MODEL_FILE})")
-    return path
+    if path.is_dir():
+        found = _slot_folder(path, LAST)
+        if found is not None and _holds_checkpoint(found):
+            return found
+        if _holds_checkpoint(path):
+            return path
+    raise CheckpointError(f"'{path}' is not a cnnlab checkpoint (needs {LAST}/ holding {META_FILE} and "
+                          f"{MODEL_FILE}, or those files themselves)")
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
@@ -174,6 +322,35 @@ def _read_safetensors(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     return tensors, header
 
 
+def check_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """Refuse weights that would load without error and then give nonsense: floating-point tensors
+    holding NaN or infinity, and integer tensors (a quantised export, say) where the model keeps floats."""
+    own = model.state_dict()
+    for key, value in state.items():
+        if key not in own:
+            continue
+        if value.is_floating_point() != own[key].is_floating_point():
+            raise CheckpointError(f"{what} stores {key} as {str(value.dtype).replace('torch.', '')}, the model keeps "
+                                  f"{str(own[key].dtype).replace('torch.', '')}; it is not a checkpoint of this model "
+                                  "(a quantised or converted file?)")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{what} holds NaN or infinite weights (e.g. in {key}); the run diverged or "
+                                  "the file is damaged")
+
+
+def check_normalisation(meta: dict[str, Any], what: str) -> None:
+    """The mean and std images are normalised with: finite numbers, and std above zero."""
+    for name in ("mean", "std"):
+        values = meta.get(name)
+        if values is None:
+            continue
+        if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                   and math.isfinite(v) for v in values):
+            raise CheckpointError(f"{what}: meta.json '{name}' must be a list of finite numbers, not {values!r}")
+        if name == "std" and any(v <= 0 for v in values):
+            raise CheckpointError(f"{what}: meta.json 'std' must be above zero (it divides every pixel), not {values!r}")
+
+
 def load_state_dict_checked(model: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
     """Load ``state`` into ``model``, explaining a mismatch in one line rather than a page."""
     own = model.state_dict()
@@ -190,6 +367,7 @@ def load_state_dict_checked(model: torch.nn.Module, state: dict[str, torch.Tenso
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})")
         raise CheckpointError(f"{what} does not fit the model: " + "; ".join(parts))
+    check_weights(model, state, what)
     model.load_state_dict(state, strict=True)
 
 
@@ -205,13 +383,14 @@ def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu", arc
     meta = read_meta(directory)
     if arch is not None and arch != meta["arch"]:
         raise CheckpointError(f"checkpoint '{directory}' holds a {meta['arch']}, not a {arch}")
+    check_normalisation(meta, f"checkpoint '{directory}'")
     state, header = _read_safetensors(directory / MODEL_FILE)
     if header.get("stamp") and meta.get("stamp") and header["stamp"] != meta["stamp"]:
         raise CheckpointError(f"checkpoint '{directory}' is inconsistent: its weights and meta.json come from different saves")
     model = create_model(meta["arch"], **meta.get("arch_kwargs", {}))
     load_state_dict_checked(model, state, f"checkpoint '{directory}'")
     model.to(device).eval()
-    return Checkpoint(model=model, meta=meta, path=directory)
+    return Checkpoint(model=model, meta=meta, path=directory, run_dir=run_folder(directory))
 
 
 def load_train_state(path: str | Path) -> dict[str, Any] | None:

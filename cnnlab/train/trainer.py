@@ -28,7 +28,7 @@ from ..errors import CnnlabError, ConfigError
 from ..io import atomic_write_text
 from ..registry import model_info
 from ..system import native_bf16
-from .checkpoint import load_train_state, read_meta, save_checkpoint, load_state_dict_checked
+from .checkpoint import load_train_state, new_run_dir, read_meta, run_folder, save_checkpoint, load_state_dict_checked
 from . import distributed
 from .config import TrainConfig
 from .distributed import DistributedContext
@@ -163,7 +163,7 @@ class Trainer:
             saved = TrainConfig(**{k: v for k, v in meta["config"].items() if k in TrainConfig.__dataclass_fields__})
             # A resumed run is the saved run, continued: its configuration (and so its learning-rate
             # schedule) comes from the checkpoint, not from the caller.
-            config = dataclasses.replace(saved, out=str(Path(resume)))
+            config = dataclasses.replace(saved, out=str(run_folder(resume)))
             self.state = load_train_state(resume)
             if self.state is None:
                 raise ConfigError(f"'{resume}' holds no training state to resume from")
@@ -344,7 +344,7 @@ class Trainer:
         """Train to ``config.epochs``; ``stop_after`` ends early after that many epochs (as a crash would)."""
         c = self.config
         last = c.epochs if stop_after is None else min(c.epochs, stop_after)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._claim_run_dir()
         wall = time.perf_counter()
         before = self.history[-1].get("seconds", 0.0) if self.history else 0.0  # time spent before a resume
         train_seconds = 0.0
@@ -355,8 +355,10 @@ class Trainer:
                 record.update(self.train_one_epoch(bar.step if bar.progress else None))
                 train_seconds += record["train_seconds"]
                 if self.dist.is_main:
+                    # Every split is normalised with the training set's statistics, as eval and predict do.
                     eval_kwargs = dict(device=self.device, batch_size=c.eval_batch_size, precision=c.precision,
-                                       channels_last=c.channels_last, tta_flip=c.tta_flip, criterion=self.eval_criterion)
+                                       channels_last=c.channels_last, tta_flip=c.tta_flip, criterion=self.eval_criterion,
+                                       mean=self.train_set.mean, std=self.train_set.std)
                     if self.val_set is not None:
                         v = evaluate(self.evaluation_model(), self.val_set, **eval_kwargs)
                         record.update(val_loss=v["loss"], val_acc=v["top1"])
@@ -377,6 +379,17 @@ class Trainer:
         seconds = sum(h["train_seconds"] for h in self.history)
         rate = len(self.train_set) * len(self.history) / seconds if seconds else 0.0
         return TrainResult(self.run_dir, self.history, final, time.perf_counter() - wall, rate)
+
+    def _claim_run_dir(self) -> None:
+        """A new run never overwrites an earlier one: it gets the next free ``NAME-2``, ``NAME-3``, ..."""
+        if self.state is not None or self.epoch > 0 or not self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)  # a resumed (or continued) run keeps its folder
+            return
+        claimed = new_run_dir(self.run_dir)
+        if claimed != self.run_dir:
+            self.log(f"{self.run_dir} holds an earlier run; this run is written to {claimed}")
+            self.run_dir = claimed
+            self.config = dataclasses.replace(self.config, out=str(claimed))
 
     def _save(self, test_metrics: dict[str, Any]) -> None:
         metrics = {"test_loss": test_metrics["loss"], "test_acc": test_metrics["top1"], "test_top5": test_metrics["top5"],
