@@ -19,6 +19,24 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def with_model_classes(data, class_names: list[str], name: str):
+    """``data`` labelled with the model's classes, refusing a dataset whose classes are not the model's.
+
+    A dataset may lack the model's last classes (a test split without them: their labels simply never
+    occur), but its classes must be the model's, in the model's order."""
+    import dataclasses
+
+    from ..errors import DataError
+
+    ours = list(data.class_names)
+    if len(ours) > len(class_names):
+        raise DataError(f"{name} has {len(ours)} classes, the model {len(class_names)}")
+    for i, (a, b) in enumerate(zip(ours, class_names)):
+        if a != b:
+            raise DataError(f"{name} does not have the model's classes: class {i} is {a!r} there and {b!r} in the model")
+    return dataclasses.replace(data, class_names=list(class_names))
+
+
 def run(args) -> int:
     from ..data import load_dataset
     from ..errors import DataError
@@ -34,6 +52,7 @@ def run(args) -> int:
         data = data.subset(slice(0, args.limit))
     if tuple(data.input_size) != ckpt.input_size:
         raise DataError(f"{name} images are {data.input_size}, the model expects {ckpt.input_size}")
+    data = with_model_classes(data, ckpt.class_names, name)
     m = evaluate(ckpt.model, data, device=args.device, mean=ckpt.mean, std=ckpt.std)
     result = {"checkpoint": str(ckpt.path), "arch": ckpt.arch, "dataset": name, "split": args.split, **m,
               "classes": ckpt.class_names}

@@ -234,9 +234,10 @@ def save_checkpoint(
     os.rename(staging, final)  # the commit: from here on the new checkpoint is the one that loads
     fsync_dir(run)
     _remove_tree(retired)
-    if slot == LAST and _holds_checkpoint(run):  # a run folder of the flat layout: now moved to last/
-        for name in CHECKPOINT_FILES:  # meta.json first, so no half-removed flat checkpoint is ever found
-            (run / name).unlink(missing_ok=True)
+    flat = [run / name for name in CHECKPOINT_FILES if (run / name).exists()]
+    if slot == LAST and flat:  # a run folder of the flat layout (or what is left of one): now in last/
+        for path in flat:  # meta.json first, so no half-removed flat checkpoint is ever found
+            path.unlink(missing_ok=True)
         fsync_dir(run)
     return run
 
