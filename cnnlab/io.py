@@ -136,8 +136,6 @@ class NotARegularFile(DataError):
 
 
 def _kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a folder"
     if stat.S_ISFIFO(mode):
         return "a FIFO (named pipe)"
     if stat.S_ISSOCK(mode):
@@ -148,7 +146,8 @@ def _kind(mode: int) -> str:
 
 
 def open_regular_file(path: str | os.PathLike, what: str = "file") -> BinaryIO:
-    """Open ``path`` for binary reading, refusing anything but a regular file without blocking on it.
+    """Open ``path`` for binary reading, refusing anything but a regular file without blocking on it;
+    ``what`` names the file in the error for a missing one ("image 'x.png' does not exist").
 
     The path is opened non-blocking (opening a FIFO for reading would otherwise wait for a writer)
     and checked with ``fstat`` on that very descriptor, so nothing can swap the file in between.
@@ -159,13 +158,15 @@ def open_regular_file(path: str | os.PathLike, what: str = "file") -> BinaryIO:
     except FileNotFoundError:
         raise DataError(f"{what} '{path}' does not exist") from None
     except IsADirectoryError:
-        raise NotARegularFile(f"'{path}' is a folder, not a {what}") from None
+        raise NotARegularFile(f"'{path}' is a folder, not a file") from None
     except PermissionError:
         raise DataError(f"{what} '{path}' cannot be read (permission denied)") from None
     try:
         mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise NotARegularFile(f"'{path}' is a folder, not a file")
         if not stat.S_ISREG(mode):
-            raise NotARegularFile(f"'{path}' is {_kind(mode)}, not a {what}; only regular files are read")
+            raise NotARegularFile(f"'{path}' is {_kind(mode)}; only regular files are read")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")

@@ -33,7 +33,7 @@ DEFAULT_SIZE = 64  # side of the square input when the images' sizes differ
 GREY_MODES = ("1", "L", "I;16", "I;16B", "I;16L", "I", "F")
 
 
-def _class_files(root: Path) -> dict[str, list[Path]]:
+def _class_files(root: Path, warn: bool = True) -> dict[str, list[Path]]:
     """Class name -> its image files, for every class sub-folder of ``root`` (empty ones included)."""
     classes: dict[str, list[Path]] = {}
     skipped = []
@@ -47,7 +47,7 @@ def _class_files(root: Path) -> dict[str, list[Path]]:
             elif not p.is_dir():
                 skipped.append(p)
         classes[sub.name] = files
-    if skipped:
+    if skipped and warn:
         warnings.warn(f"{root}: skipped {len(skipped)} entr{'y' if len(skipped) == 1 else 'ies'} that "
                       f"{'is' if len(skipped) == 1 else 'are'} not a regular file (e.g. {skipped[0]})",
                       CnnlabWarning, stacklevel=3)
@@ -58,25 +58,27 @@ def _split_layout(root: Path) -> bool:
     return (root / "train").is_dir() and (root / "test").is_dir()
 
 
-def folder_classes(root: Path) -> tuple[list[str], dict[str, dict[str, list[Path]]]]:
-    """The class names of an image folder and, per split, each class's files (see the module docstring)."""
+def folder_classes(root: Path, split: str = "train") -> tuple[list[str], dict[str, dict[str, list[Path]]]]:
+    """The class names of an image folder and, per split, each class's files (see the module docstring).
+
+    Warnings concern ``split``, the one being loaded (so loading both splits says each thing once)."""
     if _split_layout(root):
-        per_split = {split: _class_files(root / split) for split in ("train", "test")}
+        per_split = {s: _class_files(root / s, warn=s == split) for s in ("train", "test")}
         names = sorted(set(per_split["train"]) | set(per_split["test"]))
-        for split in per_split:
-            per_split[split] = {name: per_split[split].get(name, []) for name in names}
+        for part in per_split:
+            per_split[part] = {name: per_split[part].get(name, []) for name in names}
         untrainable = [n for n in names if not per_split["train"][n]]
         if untrainable:
             raise DataError(f"{root}: class {untrainable[0]!r} has no images in train/ "
                             f"({len(untrainable)} such class{'es' if len(untrainable) > 1 else ''}); "
                             "every class needs training images")
         untested = [n for n in names if not per_split["test"][n]]
-        if untested:
+        if untested and split == "test":
             warnings.warn(f"{root}: class {untested[0]!r} has no images in test/ ({len(untested)} such "
                           f"class{'es' if len(untested) > 1 else ''}); its test accuracy cannot be measured",
                           CnnlabWarning, stacklevel=3)
     else:
-        classes = _class_files(root)
+        classes = _class_files(root, warn=split == "train")
         names = sorted(classes)
         empty = [n for n in names if not classes[n]]
         if empty:
@@ -86,10 +88,10 @@ def folder_classes(root: Path) -> tuple[list[str], dict[str, dict[str, list[Path
         order = np.random.default_rng(SPLIT_SEED).permutation(len(files))
         cut = int(round(len(files) * HOLDOUT_FRACTION))
         per_split = {}
-        for split, chosen in (("test", order[:cut]), ("train", order[cut:])):
-            per_split[split] = {name: [] for name in names}
+        for part, chosen in (("test", order[:cut]), ("train", order[cut:])):
+            per_split[part] = {name: [] for name in names}
             for i in sorted(chosen):
-                per_split[split][files[i][1]].append(files[i][0])
+                per_split[part][files[i][1]].append(files[i][0])
     if len(names) < 2:
         raise DataError(f"{root}: an image folder needs at least two class sub-folders holding images")
     return names, per_split
@@ -121,7 +123,7 @@ def folder_input_size(files: list[Path], image_size: int | None = None) -> tuple
 
 
 def load_image_folder(root: Path, split: str, *, image_size: int | None = None) -> ImageDataset:
-    names, per_split = folder_classes(root)
+    names, per_split = folder_classes(root, split)
     files = [(f, label) for label, name in enumerate(names) for f in per_split[split][name]]
     if not files:
         raise DataError(f"{root}: no images for the {split} split")

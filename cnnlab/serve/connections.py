@@ -18,7 +18,11 @@ import secrets
 import time
 
 log = logging.getLogger("uvicorn.error")
-FD_RESERVE = 64  # descriptors kept for everything but connections: model files, pipes, the listener
+# asyncio accepts up to ``backlog`` connections in one go before any of them can be refused, so the
+# descriptors kept free are those of one such burst (twice, as closing lags) plus the process's own
+# (model files, pipes, the listener, the event loop).
+ACCEPT_BURST = 512
+FD_RESERVE = 64 + 2 * ACCEPT_BURST
 
 
 def raw_response(status: int, reason: str, code: str, message: str, *, retry_after: int | None = None) -> bytes:
@@ -33,7 +37,7 @@ def raw_response(status: int, reason: str, code: str, message: str, *, retry_aft
 
 
 def connection_limit(requested: int, *, raise_soft_limit: bool = False) -> tuple[int, int | None]:
-    """(connections to allow, the open-file limit) with ``FD_RESERVE`` descriptors always kept free.
+    """(connections to allow, the open-file limit), keeping ``FD_RESERVE`` descriptors free (at most half of them).
 
     ``raise_soft_limit`` first lifts the soft open-file limit to the hard one (a server's own process)."""
     try:

@@ -26,7 +26,7 @@ def uvicorn_config(app, config: ServeConfig, *, log_level: str = "info", access_
     :mod:`.connections`), the keep-alive timeout and bounded logs."""
     import uvicorn
 
-    from .connections import bound_logs, connection_limit, guarded_protocol
+    from .connections import ACCEPT_BURST, bound_logs, connection_limit, guarded_protocol
 
     max_connections, fd_limit = connection_limit(config.max_connections, raise_soft_limit=raise_fd_limit)
     settings = uvicorn.Config(
@@ -34,6 +34,7 @@ def uvicorn_config(app, config: ServeConfig, *, log_level: str = "info", access_
         http=guarded_protocol(config.header_timeout_s, max_connections),
         timeout_keep_alive=config.keep_alive_s,  # an idle keep-alive connection is closed after this
         h11_max_incomplete_event_size=config.max_header_bytes,  # request line + headers
+        backlog=ACCEPT_BURST,  # also the most connections accepted at once, before the cap can refuse them
         timeout_graceful_shutdown=config.graceful_shutdown_s or None,
         server_header=False,  # no need to tell the world which server version runs here
         proxy_headers=False,  # nothing in front of us is trusted to rewrite client addresses
