@@ -145,6 +145,32 @@ def test_a_kill_before_any_operation_of_a_save_leaves_a_whole_checkpoint(tmp_pat
     assert all(sorted(v) == whole for v in left.values()), left
 
 
+def test_a_kill_while_a_save_finishes_an_interrupted_one_leaves_a_whole_checkpoint(tmp_path):
+    """The save after a kill first repairs what the kill left; killing that repair anywhere is safe too."""
+
+    def killed_at(run, k):
+        save_epoch(run, 1)
+        in_child(lambda: save_epoch(run, 2), kill_at=k)
+        return run
+
+    # The worst instant: last/ renamed away, the complete new folder not yet renamed into place.
+    worst = next(k for k in range(1, 100) if not (killed_at(tmp_path / f"w{k}", k) / "last").exists())
+    probe = tmp_path / "probe"
+    killed_at(probe, worst)
+    _, total = in_child(lambda: save_epoch(probe, 3))
+    seen = set()
+    for j in range(1, total + 1):
+        run = tmp_path / f"j{j}"
+        killed_at(run, worst)
+        assert not (run / "last").exists() and (run / ".last.new").is_dir() and (run / ".last.old").is_dir()
+        killed, _ = in_child(lambda: save_epoch(run, 3), kill_at=j)
+        assert killed
+        seen.add(loaded_epoch(run))  # 2 (the interrupted save, completed) or 3
+        save_epoch(run, 4)
+        assert loaded_epoch(run) == 4 and leftovers(run) == []
+    assert seen == {2, 3}
+
+
 def test_kills_at_random_moments_of_saves_in_a_loop(tmp_path):
     run = tmp_path / "run"
     save_epoch(run, 1)

@@ -11,7 +11,6 @@ import os
 import threading
 import time
 import tracemalloc
-import warnings
 import zlib
 from pathlib import Path
 

@@ -10,7 +10,6 @@ import base64
 import http.client
 import io
 import json
-import os
 import re
 import resource
 import selectors
@@ -24,7 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from test_serve_units import FASHION, encode, expected_scores, make_checkpoint, sample_images
+from test_serve_units import encode, expected_scores, make_checkpoint, sample_images
 
 from cnnlab.train.checkpoint import load_checkpoint
 
