@@ -32,8 +32,9 @@ IDX_TYPES: dict[int, np.dtype] = {
 _CODES = {dt.newbyteorder("=").str if dt.itemsize > 1 else dt.str: code for code, dt in IDX_TYPES.items()}
 MAX_DIMS = 8
 GZIP_MAGIC = b"\x1f\x8b"
-# The largest payload read by default: 2 GiB, 45 times Fashion-MNIST's training images.
-MAX_IDX_BYTES = 2 << 30
+# The largest payload read by default: 1 GiB, 22 times Fashion-MNIST's training images and twice
+# EMNIST ByClass's (698k 28 x 28 images); $CNNLAB_MAX_IDX_BYTES raises it.
+MAX_IDX_BYTES = 1 << 30
 # Deflate expands at most about 1032:1 (258-byte matches coded in 2 bits); a declared size beyond
 # that for the file's compressed size cannot be real.
 DEFLATE_MAX_RATIO = 1032
@@ -88,7 +89,16 @@ def _read_exactly(stream, n: int) -> bytearray:
     return buffer
 
 
-def read_idx(path: str | os.PathLike, *, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
+def max_idx_bytes() -> int:
+    """The payload limit: ``$CNNLAB_MAX_IDX_BYTES`` if set, else :data:`MAX_IDX_BYTES`."""
+    value = os.environ.get("CNNLAB_MAX_IDX_BYTES", "")
+    try:
+        return int(value) if value else MAX_IDX_BYTES
+    except ValueError:
+        raise DataError(f"CNNLAB_MAX_IDX_BYTES must be a number of bytes, not '{value}'") from None
+
+
+def read_idx(path: str | os.PathLike, *, max_bytes: int | None = None) -> np.ndarray:
     """Read an IDX file (gzip or not) into a native-endian NumPy array.
 
     The header is read first and the payload size it declares is checked before anything else is
@@ -99,6 +109,7 @@ def read_idx(path: str | os.PathLike, *, max_bytes: int = MAX_IDX_BYTES) -> np.n
     """
     path = Path(path)
     name = str(path)
+    max_bytes = max_idx_bytes() if max_bytes is None else max_bytes
     try:
         f = open_regular_file(path, "IDX file")
     except DataError as e:
@@ -117,7 +128,7 @@ def read_idx(path: str | os.PathLike, *, max_bytes: int = MAX_IDX_BYTES) -> np.n
             expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
             if expected > max_bytes:
                 raise DataError(f"{name}: dimensions {dims} declare {expected:,} bytes, more than the "
-                                f"{max_bytes:,} allowed")
+                                f"{max_bytes:,} allowed (set CNNLAB_MAX_IDX_BYTES to read more)")
             if compressed and expected > on_disk * DEFLATE_MAX_RATIO + header_len:
                 raise DataError(f"{name}: dimensions {dims} declare {expected:,} bytes, more than a "
                                 f"{on_disk:,}-byte gzip file can hold; the file is damaged or forged")
