@@ -353,8 +353,6 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None
                     image = await service.prepare(data, model, invert, index=index)
                     return service.answer(model, await model.batcher.submit(image, top_k))
                 except ServeError as e:
-                    if e.status == 503:  # the queue is full: the whole request should be retried
-                        raise
                     return {"error_code": e.code, "error_msg": e.message}
                 except Exception:  # a bug shows in this image's answer and the log, not in the others'
                     body = error_body("internal_error", "internal error; the server log has the details")

@@ -23,7 +23,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from ..data.images import ImageTooLarge, check_geometry, open_image
+from ..data.images import MAX_ASPECT_RATIO, ImageTooLarge, check_geometry, open_image
 from ..errors import DataError
 from .config import ACCEPTED_FORMATS
 from .errors import bad_request, image_too_large, invalid_image, unsupported_media_type
@@ -37,7 +37,7 @@ class Upload:
     fields: dict[str, str] = field(default_factory=dict)
 
 
-def decode_image(data: bytes, *, max_pixels: int, max_aspect: float | None = None,
+def decode_image(data: bytes, *, max_pixels: int, max_aspect: float | None = MAX_ASPECT_RATIO,
                  index: int | None = None) -> Image.Image:
     """Bytes -> decoded Pillow image, or a :class:`ServeError` (400 bad image, 413 too many pixels or
     too extreme a shape)."""
