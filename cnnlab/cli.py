@@ -13,9 +13,10 @@ import importlib
 import os
 import pkgutil
 import sys
+import warnings
 
 from . import __version__
-from .errors import CnnlabError
+from .errors import CnnlabError, CnnlabWarning
 
 EPILOG = """examples:
   cnnlab train lenet5 --data fashion-mnist --epochs 10
@@ -44,6 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line_warnings(command: str):
+    """A ``warnings.showwarning`` that prints cnnlab's own warnings as one line naming the verb."""
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, CnnlabWarning):
+            print(f"cnnlab {command}: warning: {message}", file=file or sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -51,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = one_line_warnings(args.command)
+            warnings.simplefilter("always", CnnlabWarning)
+            return int(args.func(args) or 0)
     except BrokenPipeError:  # output piped into `head` and the like: not an error of ours
         sys.stderr.close()
         return 0

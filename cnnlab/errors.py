@@ -44,3 +44,7 @@ def unknown_name(kind: str, name: str, known: list[str]) -> UnknownNameError:
     if not close and len(known) > 12:
         hint += ", ..."
     return UnknownNameError(f"unknown {kind} '{name}'{hint}")
+
+
+class CnnlabWarning(UserWarning):
+    """Something a user should know that does not stop the work (the command line prints it in one line)."""

@@ -8,8 +8,8 @@ import torch
 
 import cnnlab
 from cnnlab.errors import CheckpointError
-from cnnlab.train.checkpoint import (flatten_state, load_checkpoint, load_train_state, save_checkpoint,
-                                     unflatten_state)
+from cnnlab.train.checkpoint import (checkpoint_dir, flatten_state, load_checkpoint, load_train_state,
+                                     save_checkpoint, unflatten_state)
 
 META = {"arch": "lenet5", "arch_kwargs": {"num_classes": 10}, "input_size": [1, 28, 28], "class_names": list("abcdefghij")}
 
@@ -39,15 +39,19 @@ def test_flatten_refuses_arbitrary_objects():
 
 
 def test_stale_temporaries_are_cleaned(tmp_path):
-    (tmp_path / ".model.safetensors.tmp-abc").write_bytes(b"half a file")
+    stale = tmp_path / ".history.jsonl.tmp-abc"
+    stale.write_bytes(b"half a file")
+    os.utime(stale, (1, 1))  # left long ago by a writer that was killed (nobody holds its lock)
     save_checkpoint(tmp_path, cnnlab.create_model("lenet5"), META)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["meta.json", "model.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
+    assert sorted(p.name for p in (tmp_path / "last").iterdir()) == ["meta.json", "model.safetensors"]
 
 
 def test_truncated_weights(tmp_path):
     save_checkpoint(tmp_path, cnnlab.create_model("lenet5"), META)
-    data = (tmp_path / "model.safetensors").read_bytes()
-    (tmp_path / "model.safetensors").write_bytes(data[: len(data) // 2])
+    weights = checkpoint_dir(tmp_path) / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="corrupt or truncated"):
         load_checkpoint(tmp_path)
 
@@ -56,7 +60,7 @@ def test_mixed_saves_are_detected(tmp_path):
     model = cnnlab.create_model("lenet5")
     save_checkpoint(tmp_path / "a", model, META)
     save_checkpoint(tmp_path / "b", model, META)
-    os.replace(tmp_path / "a" / "model.safetensors", tmp_path / "b" / "model.safetensors")
+    os.replace(tmp_path / "a" / "last" / "model.safetensors", tmp_path / "b" / "last" / "model.safetensors")
     with pytest.raises(CheckpointError, match="different saves"):
         load_checkpoint(tmp_path / "b")
 
@@ -65,9 +69,10 @@ def test_other_architecture_is_refused(tmp_path):
     save_checkpoint(tmp_path, cnnlab.create_model("lenet5"), META)
     with pytest.raises(CheckpointError, match="holds a lenet5, not a lenet5_modern"):
         load_checkpoint(tmp_path, arch="lenet5_modern")
-    meta = json.loads((tmp_path / "meta.json").read_text())
+    meta_file = checkpoint_dir(tmp_path) / "meta.json"
+    meta = json.loads(meta_file.read_text())
     meta["arch"] = "lenet5_modern"  # weights of one network, metadata of another
-    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    meta_file.write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="does not fit the model"):
         load_checkpoint(tmp_path)
 

@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 import cnnlab
 from cnnlab.cli import main
 from cnnlab.errors import CheckpointError
-from cnnlab.train.checkpoint import MODEL_FILE, META_FILE, load_checkpoint, read_meta, save_checkpoint
+from cnnlab.train.checkpoint import MODEL_FILE, META_FILE, checkpoint_dir, load_checkpoint, read_meta, save_checkpoint
 from cnnlab.train.meta import CheckpointMeta, Preprocessing
 
 
@@ -31,7 +31,7 @@ def run(tmp_path):
 
 
 def edit_meta(folder, change):
-    path = folder / META_FILE
+    path = checkpoint_dir(folder) / META_FILE
     data = json.loads(path.read_text())
     change(data)
     path.write_text(json.dumps(data))
@@ -87,7 +87,7 @@ def test_bad_metadata_is_one_line_for_every_verb(run, capsys, tmp_path, change, 
 
 
 def test_deeply_nested_json_is_refused_not_a_recursion_error(run, capsys):
-    (run / META_FILE).write_text("[" * 100_000 + "]" * 100_000)
+    (checkpoint_dir(run) / META_FILE).write_text("[" * 100_000 + "]" * 100_000)
     assert "not valid JSON" in one_line_error(capsys, "eval", str(run))
 
 
@@ -96,8 +96,8 @@ def test_deeply_nested_json_is_refused_not_a_recursion_error(run, capsys):
     (lambda t: t.__setitem__("features.0.weight", t["features.0.weight"].to(torch.int8)), "int8"),
 ])
 def test_damaged_weights_are_refused(run, capsys, damage, message):
-    tensors = load_file(run / MODEL_FILE)
+    tensors = load_file(checkpoint_dir(run) / MODEL_FILE)
     damage(tensors)
     stamp = read_meta(run).stamp
-    save_file(tensors, run / MODEL_FILE, metadata={"stamp": stamp, "format": "cnnlab-checkpoint"})
+    save_file(tensors, checkpoint_dir(run) / MODEL_FILE, metadata={"stamp": stamp, "format": "cnnlab-checkpoint"})
     assert message in one_line_error(capsys, "eval", str(run))

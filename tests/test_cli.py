@@ -91,8 +91,9 @@ def test_checkpoint_of_another_architecture(trained_run, tmp_path):
 
     other = tmp_path / "other"
     shutil.copytree(trained_run, other)
-    meta = json.loads((other / "meta.json").read_text())
+    meta_file = other / "last" / "meta.json"
+    meta = json.loads(meta_file.read_text())
     meta["arch"] = "lenet5"
-    (other / "meta.json").write_text(json.dumps(meta))
+    meta_file.write_text(json.dumps(meta))
     code, err = cli_error(["eval", str(other)], tmp_path)
     assert code == 1 and "does not fit the model" in err and len(err.strip().splitlines()) == 1

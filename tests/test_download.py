@@ -101,3 +101,36 @@ def test_named_datasets_use_https_and_full_checksums():
 def test_missing_local_only_dataset(isolated_data_root):
     with pytest.raises(DataError, match="mnist-10k: missing .*no download mirror"):
         load_dataset("mnist-10k")
+
+
+def test_a_killed_downloads_temporary_is_removed_by_the_next_one(server, tmp_path):
+    import fcntl
+    import os
+
+    stale = tmp_path / ".img.gz.tmp-killed"
+    stale.write_bytes(b"the first half of a download")
+    os.utime(stale, (1, 1))  # its writer died long ago: nobody holds its lock
+    live = tmp_path / ".img.gz.tmp-live"
+    live.write_bytes(b"another process is still writing this")
+    os.utime(live, (1, 1))
+    with open(live, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a live download holds its own temporary
+        download("img.gz", [f"{server}/good"], tmp_path, SHA["img.gz"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".img.gz.tmp-live", "img.gz"]
+
+
+def test_a_failed_download_leaves_no_folder(server, tmp_path):
+    spec = IdxDatasetSpec(name="toy", folder="toy", class_names=["a", "b", "c"], mean=(0.5,), std=(0.5,),
+                          files={"train": ("img.gz", "lab.gz")}, sha256=SHA, mirrors=(f"{server}/missing",))
+    with pytest.raises(DataError, match="could not be downloaded"):
+        load_idx_dataset(spec, "train", tmp_path / "root")
+    assert not (tmp_path / "root").exists()
+
+
+def test_data_info_downloads_nothing_and_creates_no_folder(isolated_data_root, capsys):
+    from cnnlab.cli import main
+
+    assert main(["data", "info", "mnist"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cnnlab data download mnist" in err[0], err
+    assert list(isolated_data_root.iterdir()) == []

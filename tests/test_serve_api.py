@@ -230,13 +230,13 @@ def test_concurrent_requests_are_micro_batched_and_all_correct(served):
     assert images == 24 and batches < images  # at least one forward pass served several requests
 
 
-def test_explain_returns_the_models_view_cam_and_feature_maps(served):
+def test_cam_returns_the_models_view_cam_and_feature_maps(served):
     pytest.importorskip("cnnlab.viz.cam")
     from cnnlab.viz.features import feature_maps
 
     c, model = served["client"], served["model"]
     grey = sample_images(1, seed=3)[0]
-    r = c.post("/v1/explain", files={"image": ("x", encode(Image.fromarray(grey), "PNG"), "image/png")})
+    r = c.post("/v1/cam", files={"image": ("x", encode(Image.fromarray(grey), "PNG"), "image/png")})
     assert r.status_code == 200, r.text
     ex = r.json()
 
@@ -251,9 +251,14 @@ def test_explain_returns_the_models_view_cam_and_feature_maps(served):
     stages = feature_maps(model, x)
     assert [f["name"] for f in ex["feature_maps"]] == [n for n, _ in stages][-8:]
     assert [f["shape"] for f in ex["feature_maps"]] == [list(m.shape[1:]) for _, m in stages][-8:]
-    forced = c.post("/v1/explain", files={"image": ("x", encode(Image.fromarray(grey), "PNG"), "image/png")},
+    forced = c.post("/v1/cam", files={"image": ("x", encode(Image.fromarray(grey), "PNG"), "image/png")},
                     data={"class_index": "8"}).json()
     assert forced["class_index"] == 8 and forced["keyword"] == "Bag"
+    # The old name answers the same for one more release, and says it is deprecated.
+    old = c.post("/v1/explain", files={"image": ("x", encode(Image.fromarray(grey), "PNG"), "image/png")},
+                 data={"class_index": "8"})
+    assert old.status_code == 200 and old.headers["deprecation"] == "true" and "/v1/cam" in old.headers["link"]
+    assert old.json()["cam_png"] == forced["cam_png"]
 
 
 def test_page_docs_and_headers(served):
@@ -269,7 +274,8 @@ def test_page_docs_and_headers(served):
     for ref in refs:
         assert c.get(ref).status_code == 200, ref
     spec = c.get("/openapi.json").json()
-    assert {"/v1/classify", "/v1/classify/batch", "/v1/explain", "/v1/models", "/livez", "/readyz"} <= set(spec["paths"])
+    assert {"/v1/classify", "/v1/classify/batch", "/v1/cam", "/v1/models", "/livez", "/readyz"} <= set(spec["paths"])
+    assert spec["paths"]["/v1/explain"]["post"]["deprecated"] is True
     assert "multipart/form-data" in spec["paths"]["/v1/classify"]["post"]["requestBody"]["content"]
     docs = c.get("/docs")
     assert docs.status_code == 200 and "/v1/classify" in docs.text and "<script" not in docs.text

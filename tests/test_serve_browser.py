@@ -54,14 +54,14 @@ def test_page_uploads_an_image_and_shows_the_models_top_class(tmp_path):
                 page.wait_for_selector("#status.error", timeout=15_000)
                 bad_status = page.inner_text("#status")
                 page.set_input_files("#file", str(image_file))
-                page.wait_for_selector("body[data-state=classified], body[data-state=explained]", timeout=20_000)
+                page.wait_for_selector("body[data-state=classified], body[data-state=cam-shown]", timeout=20_000)
                 top1 = page.inner_text("#top1").strip()
                 bars = page.locator("#results li").count()
-                explained = True
+                cam_shown = True
                 try:
-                    page.wait_for_selector("body[data-state=explained]", timeout=20_000)
+                    page.wait_for_selector("body[data-state=cam-shown]", timeout=20_000)
                 except sync_api.TimeoutError:
-                    explained = False
+                    cam_shown = False
                 stages = page.locator("#features figure").count()
                 view_src = page.get_attribute("#model-view", "src") or ""
                 if SCREENSHOT:
@@ -73,6 +73,6 @@ def test_page_uploads_an_image_and_shows_the_models_top_class(tmp_path):
     assert top1 == want
     assert bars == 5
     if importlib.util.find_spec("cnnlab.viz.cam"):  # feature maps and CAM need the visualisation package
-        assert explained and stages == 4 and view_src.startswith("data:image/png;base64,")  # LeNet: 2 conv + 2 pool
+        assert cam_shown and stages == 4 and view_src.startswith("data:image/png;base64,")  # LeNet: 2 conv + 2 pool
     # Works offline: the page asked nothing of any other host.
     assert requested and all(u.startswith((server.url, "data:", "blob:")) for u in requested), requested

@@ -178,7 +178,9 @@ def run_info(args) -> int:
         print_json(info) if args.json else _print_object_info(info)
         return 0
     splits = [args.split] if args.split else ["train", "test"]
-    info = {split: load_dataset(args.dataset, split, args.data_dir).describe() for split in splits}
+    # Describing never downloads (nor creates folders): 'cnnlab data download' does that.
+    info = {split: load_dataset(args.dataset, split, args.data_dir, download_missing=False).describe()
+            for split in splits}
     if args.json:
         print_json(info)
     else:

@@ -34,6 +34,7 @@ def run(args) -> int:
         data = data.subset(slice(0, args.limit))
     if data.input_size is not None and tuple(data.input_size) != ckpt.input_size:
         raise DataError(f"{name} images are {data.input_size}, the model expects {ckpt.input_size}")
+    data = task.for_checkpoint(data, ckpt, name)
     m = task.evaluate(ckpt.model, data, device=args.device, preprocessing=ckpt.preprocessing)
     if args.json:
         print_json({"checkpoint": str(ckpt.path), "arch": ckpt.arch, "task": ckpt.task, "dataset": name,

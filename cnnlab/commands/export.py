@@ -15,7 +15,7 @@ def register(subparsers) -> None:
                  example="cnnlab export runs/lenet5_modern-fashion-mnist --format onnx --out lenet.onnx")
     p.add_argument("checkpoint", metavar="CKPT", help="checkpoint folder (or a file inside it)")
     p.add_argument("--format", default="onnx", choices=FORMATS, help="onnx (default) or torchscript")
-    p.add_argument("--out", default="", help="output file (default: CKPT/model.onnx or CKPT/model.pt)")
+    p.add_argument("--out", default="", help="output file (default: the run folder's model.onnx or model.pt)")
     p.add_argument("--fold-bn", action="store_true", help="fold batch norms into the layers before them first")
     p.add_argument("--int8", action="store_true", help="ONNX only: also write an int8 model (NAME-int8.onnx)")
     p.add_argument("--tolerance", type=float, default=1e-4,
@@ -51,13 +51,14 @@ def export_checkpoint(checkpoint: str | Path, fmt: str = "onnx", out: str | Path
     """Export a checkpoint; returns the written files and the numerical checks (raises if a check fails)."""
     from ..deploy import ExportError, compare_outputs, export_model, fold_batchnorm, load_exported, quantize_onnx
     from ..deploy.export import SUFFIX
-    from ..train.checkpoint import checkpoint_dir, load_checkpoint
+    from ..train.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
     if int8 and fmt != "onnx":
         raise ExportError("--int8 needs --format onnx")
     model = fold_batchnorm(ckpt.model) if fold_bn else ckpt.model.eval()
-    path = Path(out) if out else checkpoint_dir(checkpoint) / f"model{SUFFIX[fmt]}"
+    # Beside the run's checkpoints, not inside one: a checkpoint folder is replaced whole at each save.
+    path = Path(out) if out else ckpt.run_dir / f"model{SUFFIX[fmt]}"
     inputs, source = check_images(ckpt, check_count, data_dir)
     export_model(model, path, fmt, ckpt.input_size, check_inputs=inputs, tolerance=tolerance)
     # The reference is the checkpoint's own model, so a folded export is checked against the unfolded one.

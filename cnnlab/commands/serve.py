@@ -9,7 +9,7 @@ def register(subparsers) -> None:
     p = add_verb(subparsers, "serve", help="serve checkpoints over HTTP: JSON API, web page, micro-batching",
                  example="cnnlab serve runs/lenet5 digits=runs/mnist --port 8000   # then open http://127.0.0.1:8000/",
                  description="Serve checkpoints over HTTP. API: POST /v1/classify, POST /v1/classify/batch, "
-                             "POST /v1/explain, GET /v1/models, GET /livez, GET /readyz, /docs, /openapi.json; "
+                             "POST /v1/cam, GET /v1/models, GET /livez, GET /readyz, /docs, /openapi.json; "
                              "web page at /. Give a checkpoint as PATH or NAME=PATH.")
     p.add_argument("checkpoints", metavar="CKPT", nargs="+", help="checkpoint folder, or NAME=folder")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
@@ -20,7 +20,13 @@ def register(subparsers) -> None:
     p.add_argument("--queue-size", type=int, default=256, help="waiting requests per model before 503")
     p.add_argument("--max-body-mb", type=float, default=10.0, help="largest request body (413 beyond)")
     p.add_argument("--max-pixels", type=int, default=4096 * 4096, help="largest image, in pixels (413 beyond)")
+    p.add_argument("--max-aspect", type=float, default=32.0, help="longest side over shortest side of an image (413 beyond)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds a request may take (504 beyond)")
+    p.add_argument("--header-timeout", type=float, default=5.0,
+                   help="seconds a connection has to send its request line and headers, then it is closed")
+    p.add_argument("--keep-alive", type=float, default=5.0, help="seconds an idle connection stays open between requests")
+    p.add_argument("--max-connections", type=int, default=1000,
+                   help="open connections; beyond, 503 at once (also kept below the open-file limit)")
     p.add_argument("--threads", type=int, default=0, help="torch threads for inference (0: torch's default; 1 is best for small models)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=run)
@@ -31,7 +37,9 @@ def config_from_args(args):
 
     return ServeConfig(host=args.host, port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                        queue_size=args.queue_size, max_body_bytes=int(args.max_body_mb * 1024 * 1024),
-                       max_pixels=args.max_pixels, request_timeout_s=args.timeout, threads=args.threads)
+                       max_pixels=args.max_pixels, max_aspect_ratio=args.max_aspect, request_timeout_s=args.timeout,
+                       header_timeout_s=args.header_timeout, keep_alive_s=args.keep_alive,
+                       max_connections=args.max_connections, threads=args.threads)
 
 
 def run(args) -> int:

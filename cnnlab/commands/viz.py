@@ -138,7 +138,7 @@ def _out(args, name: str) -> Path:
 
 
 def _stem(ckpt) -> str:
-    return Path(ckpt.path).name or ckpt.arch
+    return Path(ckpt.run_dir).name or ckpt.arch
 
 
 def _checkpoint(path: str):
@@ -164,7 +164,7 @@ def _dataset(args, ckpt, split: str = "test"):
 
 def _one_image(args, ckpt):
     """(uint8 C x H x W as the model sees it, a label for titles)."""
-    from ..predict import open_image
+    from ..data.images import open_image
 
     if args.image:
         return ckpt.preprocessing.image(open_image(args.image), invert=True if args.invert else None), Path(args.image).name

@@ -8,7 +8,7 @@ batch is an index into memory and augmentation runs on whole batches (see :mod:`
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -16,56 +16,17 @@ import numpy as np
 import torch
 
 from ..errors import DataError, DownloadError, unknown_name
+from .dataset import ImageDataset, channel_stats
 from .download import download
+from .folder import load_image_folder
 from .idx import read_image_label_pair
+
+__all__ = ["DATASETS", "ImageDataset", "IdxDatasetSpec", "channel_stats", "data_root", "ensure_files", "load_dataset"]
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 DIGIT_CLASSES = [str(i) for i in range(10)]
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "bundled"
-
-
-@dataclass
-class ImageDataset:
-    """Images and labels held in memory as tensors, with what a model needs to know about them."""
-
-    name: str
-    images: torch.Tensor  # N x C x H x W, uint8
-    labels: torch.Tensor  # N, int64
-    class_names: list[str]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    hflip: bool = False  # is a left-right mirror label-preserving for this data?
-    split: str = "train"
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    @property
-    def input_size(self) -> tuple[int, int, int]:
-        return tuple(self.images.shape[1:])
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def subset(self, indices: torch.Tensor | Sequence[int] | slice, split: str | None = None) -> "ImageDataset":
-        if not isinstance(indices, slice):
-            indices = torch.as_tensor(indices, dtype=torch.long)
-        return replace(self, images=self.images[indices], labels=self.labels[indices], split=split or self.split)
-
-    def random_split(self, fraction: float, seed: int) -> tuple["ImageDataset", "ImageDataset"]:
-        """Split off ``fraction`` of the data (seeded) as a validation set: returns (rest, held_out)."""
-        if not 0.0 < fraction < 1.0:
-            raise DataError(f"validation fraction must be between 0 and 1, got {fraction}")
-        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
-        cut = int(round(len(self) * fraction))
-        return self.subset(order[cut:]), self.subset(order[:cut], split="val")
-
-    def describe(self) -> dict:
-        counts = torch.bincount(self.labels, minlength=self.num_classes).tolist()
-        return {"name": self.name, "split": self.split, "size": len(self), "input_size": list(self.input_size),
-                "classes": self.class_names, "per_class": counts, "mean": list(self.mean), "std": list(self.std)}
 
 
 @dataclass(frozen=True)
@@ -175,9 +136,12 @@ def ensure_files(spec: IdxDatasetSpec, data_dir: str | os.PathLike | None = None
             return folder
         except DownloadError as e:
             reason = f" and could not be downloaded ({e})"
+    elif not mirrors:
+        reason = " (this dataset has no download mirror)"
+    elif offline:
+        reason = " (downloads are off: CNNLAB_OFFLINE is set)"
     else:
-        reason = (" (downloads are off: CNNLAB_OFFLINE is set)" if offline and mirrors
-                  else "" if mirrors else " (this dataset has no download mirror)")
+        reason = f" (not downloaded yet: 'cnnlab data download {spec.name}' fetches them)"
     raise DataError(f"{spec.name}: missing {', '.join(missing)} in {folder}{reason}; put the files there, "
                     f"or point --data-dir / CNNLAB_DATA at a folder holding {spec.folder}/")
 
@@ -223,12 +187,6 @@ def load_idx_folder(folder: Path, split: str) -> ImageDataset:
                         False, split)
 
 
-def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and standard deviation of uint8 images, on the [0, 1] scale."""
-    x = images.float().div(255).transpose(0, 1).reshape(images.shape[1], -1)
-    return tuple(round(v, 4) for v in x.mean(1).tolist()), tuple(round(max(v, 1e-3), 4) for v in x.std(1).tolist())
-
-
 def load_dataset(name: str, split: str = "train", data_dir: str | os.PathLike | None = None, *,
                  download_missing: bool = True, image_size: int | None = None) -> ImageDataset:
     """Load a dataset by name (see :data:`DATASETS`) or from a folder path.
@@ -244,8 +202,6 @@ def load_dataset(name: str, split: str = "train", data_dir: str | os.PathLike | 
     if path.is_dir():
         if any("idx" in p.name for p in path.iterdir() if p.is_file()):
             return load_idx_folder(path, split)
-        from .folder import load_image_folder
-
         return load_image_folder(path, split, image_size=image_size)
     if os.sep in name or name.startswith("."):
         raise DataError(f"dataset folder '{name}' does not exist")

@@ -3,20 +3,21 @@
 A file is streamed into a temporary file beside its destination while its SHA-256 is computed; only
 a complete file with the right checksum is renamed to its final name, so an interrupted or corrupted
 download never leaves a plausible-looking file behind. On any failure the next mirror is tried.
+Temporaries of a download that was killed are removed by the next download of that file (a live
+download holds a lock on its own), and a download that fails leaves no folder it created.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import DownloadError
-from ..io import default_file_mode, fsync_dir
+from ..io import clean_stale_temporaries, default_file_mode, fsync_dir, temporary_beside
 
 CHUNK = 1 << 16
 
@@ -31,7 +32,7 @@ def sha256_of(path: str | os.PathLike) -> str:
 
 def _fetch_one(url: str, destination: Path, sha256: str | None, timeout: float,
                progress: Callable[[int, int | None], None] | None) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{destination.name}.tmp-", dir=destination.parent)
+    fd, tmp = temporary_beside(destination)
     try:
         digest = hashlib.sha256()
         request = urllib.request.Request(url, headers={"User-Agent": "cnnlab"})
@@ -70,17 +71,42 @@ def download(
 ) -> Path:
     """Download ``filename`` from the first mirror that serves it intact; returns the final path."""
     destination_dir = Path(destination_dir)
-    destination_dir.mkdir(parents=True, exist_ok=True)
+    created = make_folders(destination_dir)
     destination = destination_dir / filename
+    clean_stale_temporaries(destination_dir, filename)
     failures = []
-    for mirror in mirrors:
-        url = mirror.rstrip("/") + "/" + filename
+    try:
+        for mirror in mirrors:
+            url = mirror.rstrip("/") + "/" + filename
+            try:
+                _fetch_one(url, destination, sha256, timeout, progress)
+                return destination
+            except DownloadError as e:
+                failures.append(str(e))
+            except (urllib.error.URLError, OSError, ValueError) as e:  # HTTP errors, timeouts, resets
+                reason = getattr(e, "reason", None) or e
+                failures.append(f"{url}: {reason}")
+        raise DownloadError(f"could not download {filename}: " + "; ".join(failures))
+    except BaseException:
+        remove_empty_folders(created)
+        raise
+
+
+def make_folders(folder: Path) -> list[Path]:
+    """Create ``folder`` and any missing parents; returns the ones created, innermost first."""
+    created = []
+    for p in [folder, *folder.parents]:
+        if p.exists():
+            break
+        created.append(p)
+    folder.mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove the given folders, innermost first, as long as they are empty."""
+    for p in folders:
         try:
-            _fetch_one(url, destination, sha256, timeout, progress)
-            return destination
-        except DownloadError as e:
-            failures.append(str(e))
-        except (urllib.error.URLError, OSError, ValueError) as e:  # HTTP errors, timeouts, resets
-            reason = getattr(e, "reason", None) or e
-            failures.append(f"{url}: {reason}")
-    raise DownloadError(f"could not download {filename}: " + "; ".join(failures))
+            p.rmdir()
+        except OSError:  # not empty (another download put a file there) or already gone
+            return

@@ -2,55 +2,134 @@
 
 ``root/train/<class>/*.jpg`` and ``root/test/<class>/*.jpg`` give the two splits; a plain
 ``root/<class>/*.jpg`` is split 80/20 with a fixed seed, the same way every time.
+
+Classes are matched by name, never by position: the class list is the sorted union of the class
+folders of both splits, so a class missing from one split cannot shift the labels of the others. A
+class without training images is refused (nothing could learn it); a class without test images is
+a warning (its accuracy cannot be measured); an empty class folder in the plain layout is refused
+(dropping it would silently change the number of classes). Both splits get one input size, decided
+from every image's header. Only regular files are read; anything else with an image suffix (a FIFO,
+a socket) is skipped with a warning.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
-from ..errors import DataError
+from ..errors import CnnlabWarning, DataError
+from ..io import is_regular_file, open_regular_file
+from .dataset import ImageDataset, channel_stats
+from .images import image_to_uint8, open_image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 HOLDOUT_FRACTION = 0.2
 SPLIT_SEED = 0
+DEFAULT_SIZE = 64  # side of the square input when the images' sizes differ
+GREY_MODES = ("1", "L", "I;16", "I;16B", "I;16L", "I", "F")
 
 
-def _class_files(root: Path) -> dict[str, list[Path]]:
-    classes = {}
-    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = sorted(p for p in sub.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        if files:
-            classes[sub.name] = files
-    if len(classes) < 2:
-        raise DataError(f"{root}: an image folder needs at least two class sub-folders holding images")
+def _class_files(root: Path, warn: bool = True) -> dict[str, list[Path]]:
+    """Class name -> its image files, for every class sub-folder of ``root`` (empty ones included)."""
+    classes: dict[str, list[Path]] = {}
+    skipped = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = []
+        for p in sorted(sub.rglob("*")):
+            if p.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            if is_regular_file(p):
+                files.append(p)
+            elif not p.is_dir():
+                skipped.append(p)
+        classes[sub.name] = files
+    if skipped and warn:
+        warnings.warn(f"{root}: skipped {len(skipped)} entr{'y' if len(skipped) == 1 else 'ies'} that "
+                      f"{'is' if len(skipped) == 1 else 'are'} not a regular file (e.g. {skipped[0]})",
+                      CnnlabWarning, stacklevel=3)
     return classes
 
 
-def load_image_folder(root: Path, split: str, *, image_size: int | None = None):
-    from ..predict import image_to_uint8, open_image
-    from .datasets import ImageDataset, channel_stats
+def _split_layout(root: Path) -> bool:
+    return (root / "train").is_dir() and (root / "test").is_dir()
 
-    if (root / "train").is_dir() and (root / "test").is_dir():
-        classes = _class_files(root / split)
-        files = [(f, label) for label, name in enumerate(classes) for f in classes[name]]
+
+def folder_classes(root: Path, split: str = "train") -> tuple[list[str], dict[str, dict[str, list[Path]]]]:
+    """The class names of an image folder and, per split, each class's files (see the module docstring).
+
+    Warnings concern ``split``, the one being loaded (so loading both splits says each thing once)."""
+    if _split_layout(root):
+        per_split = {s: _class_files(root / s, warn=s == split) for s in ("train", "test")}
+        names = sorted(set(per_split["train"]) | set(per_split["test"]))
+        for part in per_split:
+            per_split[part] = {name: per_split[part].get(name, []) for name in names}
+        untrainable = [n for n in names if not per_split["train"][n]]
+        if untrainable:
+            raise DataError(f"{root}: class {untrainable[0]!r} has no images in train/ "
+                            f"({len(untrainable)} such class{'es' if len(untrainable) > 1 else ''}); "
+                            "every class needs training images")
+        untested = [n for n in names if not per_split["test"][n]]
+        if untested and split == "test":
+            warnings.warn(f"{root}: class {untested[0]!r} has no images in test/ ({len(untested)} such "
+                          f"class{'es' if len(untested) > 1 else ''}); its test accuracy cannot be measured",
+                          CnnlabWarning, stacklevel=3)
     else:
-        classes = _class_files(root)
-        files = [(f, label) for label, name in enumerate(classes) for f in classes[name]]
+        classes = _class_files(root, warn=split == "train")
+        names = sorted(classes)
+        empty = [n for n in names if not classes[n]]
+        if empty:
+            raise DataError(f"{root}: class folder {empty[0]!r} holds no images; add images or remove the folder "
+                            "(an empty class would change the number of classes)")
+        files = [(f, name) for name in names for f in classes[name]]
         order = np.random.default_rng(SPLIT_SEED).permutation(len(files))
         cut = int(round(len(files) * HOLDOUT_FRACTION))
-        chosen = order[:cut] if split == "test" else order[cut:]
-        files = [files[i] for i in sorted(chosen)]
+        per_split = {}
+        for part, chosen in (("test", order[:cut]), ("train", order[cut:])):
+            per_split[part] = {name: [] for name in names}
+            for i in sorted(chosen):
+                per_split[part][files[i][1]].append(files[i][0])
+    if len(names) < 2:
+        raise DataError(f"{root}: an image folder needs at least two class sub-folders holding images")
+    return names, per_split
+
+
+def _header(path: Path) -> tuple[str, tuple[int, int]]:
+    """(mode, size) from the file's header, without decoding its pixels."""
+    try:
+        with open_regular_file(path, "image") as f, Image.open(f) as img:
+            return img.mode, img.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"'{path}' is not an image cnnlab can read ({type(e).__name__})") from None
+
+
+def folder_input_size(files: list[Path], image_size: int | None = None) -> tuple[int, int, int]:
+    """One input size for every split: grey if every image is grey, their side if all are the same square."""
+    headers = [_header(f) for f in files]
+    channels = 1 if all(mode in GREY_MODES for mode, _ in headers) else 3
+    sizes = {size for _, size in headers}
+    if image_size:
+        side = image_size
+    elif len(sizes) == 1 and next(iter(sizes))[0] == next(iter(sizes))[1]:
+        side = next(iter(sizes))[0]
+    else:
+        side = DEFAULT_SIZE
+    return channels, side, side
+
+
+def load_image_folder(root: Path, split: str, *, image_size: int | None = None) -> ImageDataset:
+    names, per_split = folder_classes(root, split)
+    files = [(f, label) for label, name in enumerate(names) for f in per_split[split][name]]
     if not files:
         raise DataError(f"{root}: no images for the {split} split")
-    images = [open_image(f) for f, _ in files]
-    grey = all(im.mode in ("L", "1", "I;16", "I") for im in images)
-    size = image_size or (images[0].height if len({im.size for im in images}) == 1 and images[0].width == images[0].height else 64)
-    input_size = (1 if grey else 3, size, size)
-    x = torch.stack([image_to_uint8(im, input_size) for im in images])
+    every_file = [f for s in per_split.values() for fs in s.values() for f in fs]
+    input_size = folder_input_size(every_file, image_size)
+    x = torch.stack([image_to_uint8(open_image(f), input_size) for f, _ in files])
     labels = torch.tensor([label for _, label in files], dtype=torch.long)
     mean, std = channel_stats(x)
-    return ImageDataset(root.name, x, labels, list(classes), mean, std, hflip=True, split=split)
+    return ImageDataset(root.name, x, labels, list(names), mean, std, hflip=True, split=split)

@@ -35,7 +35,7 @@ def image_header(path: Path) -> tuple[int, int, str]:
 
 def read_image(path: Path, channels: int) -> torch.Tensor:
     """A whole image file as a C x H x W uint8 tensor (C = ``channels``, 1 or 3)."""
-    from ..predict import open_image, to_array
+    from .images import open_image, to_array
 
     arr = to_array(open_image(path), channels)  # H x W x C
     return torch.from_numpy(np.array(arr, dtype=np.uint8)).permute(2, 0, 1).contiguous()

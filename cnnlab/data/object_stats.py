@@ -7,7 +7,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .objects import ObjectDataset
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for the annotation only: objects.py imports this module on use
+    from .objects import ObjectDataset
 
 SMALL, MEDIUM = 32 ** 2, 96 ** 2  # COCO's area thresholds (Lin et al. 2014, detection evaluation)
 
@@ -23,7 +26,7 @@ def _overlapping(boxes: torch.Tensor) -> torch.Tensor:
     return (inter > 0).any(1)
 
 
-def object_statistics(dataset: ObjectDataset) -> dict:
+def object_statistics(dataset: "ObjectDataset") -> dict:
     """A JSON-ready summary of ``dataset`` (see the module docstring)."""
     t = dataset.table
     n_images = len(dataset)

@@ -1,4 +1,4 @@
-"""The HTTP application: classification API, explanations, health checks, docs and the web page.
+"""The HTTP application: classification API, Grad-CAM views, health checks, docs and the web page.
 
 Answers follow the decks' recognition service: ``{"log_id", "result_num", "result": [{"keyword",
 "score", "root"}]}``, plus the model's name and the time taken. Every failure is a JSON
@@ -26,11 +26,12 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..data.images import ImageTooLarge
 from ..errors import CnnlabError
 from ..predict import Prediction
 from .config import ACCEPTED_FORMATS, ServeConfig
-from .errors import (HTTP_CODES, ServeError, bad_request, body_too_large, not_ready, overloaded,
-                     timed_out)
+from .errors import (HTTP_CODES, ServeError, bad_request, body_too_large, image_too_large, invalid_image,
+                     not_ready, overloaded, timed_out)
 from .images import Upload, decode_image, parse_body, parse_int
 from .models import ServedModel
 
@@ -109,8 +110,8 @@ class Service:
         self.warmup_error: str | None = None
         self.started = time.time()
         self.decode_slots: asyncio.Semaphore | None = None
-        self.explain_pool = ThreadPoolExecutor(max_workers=config.explain_workers, thread_name_prefix="explain")
-        self.explaining = 0
+        self.cam_pool = ThreadPoolExecutor(max_workers=config.cam_workers, thread_name_prefix="cam")
+        self.cam_running = 0
 
     # -- lifecycle
     async def start(self) -> None:
@@ -134,7 +135,7 @@ class Service:
         self.ready = False
         for model in self.models.values():
             await model.batcher.stop(self.config.graceful_shutdown_s)
-        self.explain_pool.shutdown(wait=False, cancel_futures=True)
+        self.cam_pool.shutdown(wait=False, cancel_futures=True)
 
     # -- request helpers
     def require_ready(self) -> None:
@@ -180,7 +181,9 @@ class Service:
 
     async def upload(self, request: Request, image_field: str) -> tuple[Upload, dict[str, str]]:
         body = await self.read_body(request)
-        upload = parse_body(body, request.headers.get("content-type", ""), image_field=image_field)
+        # Parsing (JSON, base64, multipart: up to the body limit) runs off the event loop, like decoding.
+        upload = await asyncio.to_thread(parse_body, body, request.headers.get("content-type", ""),
+                                         image_field=image_field)
         fields = dict(request.query_params)
         fields.update(upload.fields)
         return upload, fields
@@ -189,7 +192,14 @@ class Service:
         """Decode (in a worker thread, a few at a time) and shape one image for ``model``."""
 
         def work() -> torch.Tensor:
-            return model.prepare(decode_image(data, max_pixels=self.config.max_pixels, index=index), invert=invert)
+            image = decode_image(data, max_pixels=self.config.max_pixels, max_aspect=self.config.max_aspect_ratio,
+                                 index=index)
+            try:
+                return model.prepare(image, invert=invert)
+            except ImageTooLarge as e:
+                raise image_too_large(str(e)) from None
+            except CnnlabError as e:  # a Pillow mode that cannot become the model's channels, say
+                raise invalid_image(f"{'image' if index is None else f'image {index}'}: {e}") from None
 
         with model.batcher.announce():
             async with self.decode_slots:
@@ -225,7 +235,7 @@ def _body_doc(image_field: str, many: bool) -> dict[str, Any]:
     b64 = {"type": "string", "format": "byte", "description": "base64 image (a data: URL prefix is allowed)"}
     fields = {"top_k": {"type": "integer", "minimum": 1}, "model": {"type": "string"},
               "invert": {"type": "boolean"}}
-    if image_field == "explain":
+    if image_field == "cam":
         image_field = "image"
         fields = {"model": {"type": "string"}, "class_index": {"type": "integer"}, "invert": {"type": "boolean"}}
     part = {"type": "array", "items": file_schema} if many else file_schema
@@ -352,14 +362,16 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None
                     return service.answer(model, await model.batcher.submit(image, top_k))
                 except ServeError as e:
                     return {"error_code": e.code, "error_msg": e.message}
+                except Exception:  # a bug shows in this image's answer and the log, not in the others'
+                    body = error_body("internal_error", "internal error; the server log has the details")
+                    log.exception("internal error (log_id %s) on image %d of a batch", body["log_id"], index)
+                    return {"error_code": body["error_code"], "error_msg": body["error_msg"]}
 
             results = await asyncio.gather(*(one(i, d) for i, d in enumerate(upload.images)))
         return JSONResponse({"log_id": new_log_id(), "model": model.name, "image_num": len(results),
                              "results": results, "time_ms": round((time.perf_counter() - start) * 1000, 2)})
 
-    @app.post("/v1/explain", summary="Input as the model sees it, feature maps and Grad-CAM overlay",
-              openapi_extra=_body_doc("explain", False), responses=ERROR_RESPONSES)
-    async def explain(request: Request) -> JSONResponse:
+    async def cam(request: Request) -> JSONResponse:
         start = time.perf_counter()
         service.require_ready()
         async with within(config.request_timeout_s, timed_out(config.request_timeout_s)):
@@ -371,18 +383,29 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None
             class_index = fields.get("class_index")
             class_index = None if class_index in (None, "") else parse_int(class_index, "class_index", 0, n - 1, 0)
             image = await service.prepare(upload.images[0], model, parse_flag(fields.get("invert"), "invert"))
-            if service.explaining >= config.explain_workers * 4:
-                raise overloaded("the explanation queue")
-            service.explaining += 1
+            if service.cam_running >= config.cam_workers * 4:
+                raise overloaded("the Grad-CAM queue")
+            service.cam_running += 1
             try:
                 loop = asyncio.get_running_loop()
-                shown = await loop.run_in_executor(service.explain_pool, model.explain, image, class_index)
+                shown = await loop.run_in_executor(service.cam_pool, model.cam, image, class_index)
             finally:
-                service.explaining -= 1
+                service.cam_running -= 1
         index = shown["class_index"]
         return JSONResponse({"log_id": new_log_id(), "model": model.name, "keyword": model.class_names[index],
                              "root": model.roots[index], **shown,
                              "time_ms": round((time.perf_counter() - start) * 1000, 2)})
+
+    app.post("/v1/cam", summary="Input as the model sees it, feature maps and Grad-CAM overlay",
+             openapi_extra=_body_doc("cam", False), responses=ERROR_RESPONSES)(cam)
+
+    @app.post("/v1/explain", summary="Deprecated name of POST /v1/cam (answers the same; removed in the next release)",
+              openapi_extra=_body_doc("cam", False), responses=ERROR_RESPONSES, deprecated=True)
+    async def cam_by_its_old_name(request: Request) -> JSONResponse:
+        response = await cam(request)
+        response.headers["deprecation"] = "true"
+        response.headers["link"] = '</v1/cam>; rel="successor-version"'
+        return response
 
     # -- every other task's endpoint: POST /v1/<task.endpoint>, answered by the task
     for task in _served_tasks(models):

@@ -3,7 +3,11 @@
 Every limit has a reason: the body limit bounds memory per request before anything is parsed; the
 pixel limit (16.8 megapixels, 4096 x 4096) is read from the image header before decoding and sits
 far below Pillow's own decompression-bomb threshold (about 89.5 megapixels warns, twice that
-refuses), so a small file that claims a huge canvas never gets to allocate it.
+refuses), so a small file that claims a huge canvas never gets to allocate it; the aspect-ratio
+limit, read from the same header, refuses strips (1 x 1,000,000 passes the pixel limit) that would
+keep a sliver of themselves when fitted to a square input. Connection limits (request-head deadline,
+keep-alive timeout, open connections) keep idle or trickling clients from holding the server's file
+descriptors.
 """
 
 from __future__ import annotations
@@ -29,9 +33,14 @@ class ServeConfig:
     queue_size: int = 256  # waiting requests per model; beyond it 503 with Retry-After
     request_timeout_s: float = 10.0  # whole request (decode + queue + inference); 504 beyond it
     body_timeout_s: float = 5.0  # receiving the body; 408 beyond it (slow senders)
+    header_timeout_s: float = 5.0  # a request line and headers must arrive within this; then the connection closes
+    keep_alive_s: float = 5.0  # an idle connection between requests is closed after this
+    max_connections: int = 1000  # open connections; beyond, 503 at once (kept below the open-file limit)
+    max_header_bytes: int = 16 * 1024  # request line and headers; a longer head is answered 400
+    max_aspect_ratio: float = 32.0  # longer side over shorter side; 413 beyond it, checked from the header
     max_batch_images: int = 64  # images in one /v1/classify/batch request
     decode_workers: int = 4  # images decoded at once (each decoded image may hold up to max_pixels * 4 bytes)
-    explain_workers: int = 1  # explanations (a backward pass each) computed at once
+    cam_workers: int = 1  # Grad-CAM views (a backward pass each) computed at once
     threads: int = 0  # torch threads per inference thread; 0: torch's default (1 suits small models best)
     graceful_shutdown_s: float = 30.0  # on SIGTERM, how long requests in flight may take to finish
     default_top_k: int = 5
@@ -48,7 +57,12 @@ class ServeConfig:
             "body_timeout_s": self.body_timeout_s > 0,
             "max_batch_images": self.max_batch_images >= 1,
             "decode_workers": self.decode_workers >= 1,
-            "explain_workers": self.explain_workers >= 1,
+            "cam_workers": self.cam_workers >= 1,
+            "header_timeout_s": self.header_timeout_s > 0,
+            "keep_alive_s": self.keep_alive_s > 0,
+            "max_connections": self.max_connections >= 1,
+            "max_header_bytes": self.max_header_bytes >= 1024,
+            "max_aspect_ratio": self.max_aspect_ratio >= 1,
             "graceful_shutdown_s": self.graceful_shutdown_s >= 0,
             "threads": self.threads >= 0,
             "default_top_k": self.default_top_k >= 1,

@@ -5,9 +5,11 @@ Three request shapes carry an image: ``multipart/form-data`` (a file field named
 allowed) and a bare ``image/*`` body. URLs are refused: the service never fetches anything.
 
 Before any pixel is decoded the header is read with only the accepted formats' decoders, and the
-pixel count it claims is checked against the limit; then :func:`cnnlab.predict.open_image` decodes.
-Multipart bodies are parsed here from the bytes already held in memory, so an upload never becomes a
-temporary file.
+pixel count and aspect ratio it claims are checked against the limits; then
+:func:`cnnlab.data.images.open_image` decodes. Fitting the image to the model then resamples only
+the part it keeps, straight to the model's input size, so no request can make the server build a
+larger image than the one it sent. Multipart bodies are parsed here from the bytes already held in
+memory, so an upload never becomes a temporary file. JSON nested too deeply to parse is a 400.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from ..data.images import MAX_ASPECT_RATIO, ImageTooLarge, check_geometry, open_image
 from ..errors import DataError
-from ..predict import open_image
 from .config import ACCEPTED_FORMATS
 from .errors import bad_request, image_too_large, invalid_image, unsupported_media_type
 
@@ -35,8 +37,10 @@ class Upload:
     fields: dict[str, str] = field(default_factory=dict)
 
 
-def decode_image(data: bytes, *, max_pixels: int, index: int | None = None) -> Image.Image:
-    """Bytes -> decoded Pillow image, or a :class:`ServeError` (400 bad image, 413 too many pixels)."""
+def decode_image(data: bytes, *, max_pixels: int, max_aspect: float | None = MAX_ASPECT_RATIO,
+                 index: int | None = None) -> Image.Image:
+    """Bytes -> decoded Pillow image, or a :class:`ServeError` (400 bad image, 413 too many pixels or
+    too extreme a shape)."""
     what = "image" if index is None else f"image {index}"
     if not data:
         raise invalid_image(f"{what} is empty")
@@ -50,10 +54,11 @@ def decode_image(data: bytes, *, max_pixels: int, index: int | None = None) -> I
         raise invalid_image(f"{what} is not an image in an accepted format ({', '.join(ACCEPTED_FORMATS)})") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise invalid_image(f"{what} is damaged: {e}") from None
-    if width * height > max_pixels:
-        raise image_too_large(f"{what} is {width}x{height}, more than the {max_pixels} pixels allowed")
     try:
-        img = open_image(data, max_pixels=max_pixels)
+        check_geometry(width, height, name=what, max_pixels=max_pixels, max_aspect=max_aspect)
+        img = open_image(data, max_pixels=max_pixels, max_aspect=max_aspect)
+    except ImageTooLarge as e:
+        raise image_too_large(str(e).replace("image '<bytes>'", what)) from None
     except DataError as e:
         message = str(e).replace("image '<bytes>'", what).replace("'<bytes>'", what)
         raise invalid_image(message) from None
@@ -99,6 +104,8 @@ def _parse_json(body: bytes, image_field: str) -> Upload:
         doc = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise bad_request(f"body is not valid JSON: {e.msg if hasattr(e, 'msg') else e}") from None
+    except RecursionError:  # e.g. "[" x 100,000: the parser gives up before any object is built
+        raise bad_request("JSON body is nested too deeply") from None
     if not isinstance(doc, dict):
         raise bad_request("JSON body must be an object")
     if "url" in doc or "image_url" in doc:

@@ -30,8 +30,8 @@ class ServedModel:
     predictor: Predictor
     roots: list[str]
     batcher: MicroBatcher
-    _explain_model: torch.nn.Module | None = field(default=None, repr=False)
-    _explain_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _cam_model: torch.nn.Module | None = field(default=None, repr=False)
+    _cam_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def input_size(self) -> tuple[int, int, int]:
@@ -48,21 +48,21 @@ class ServedModel:
         light-on-dark data) defaults to the checkpoint's ``invert_photos`` setting."""
         return self.checkpoint.preprocessing.image(img, invert=invert)
 
-    def explain(self, image: torch.Tensor, class_index: int | None) -> dict[str, Any]:
+    def cam(self, image: torch.Tensor, class_index: int | None) -> dict[str, Any]:
         """Feature maps and Grad-CAM of one C x H x W uint8 image (blocking; call from a thread).
 
-        Explanations attach hooks and need gradients, so they run on a private copy of the model
-        that the inference thread never touches, one at a time.
+        Grad-CAM attaches hooks and needs gradients, so it runs on a private copy of the model that
+        the inference thread never touches, one image at a time.
         """
-        from .explain import explain
+        from .cam import cam_view
 
-        with self._explain_lock:
-            if self._explain_model is None:
-                self._explain_model = copy.deepcopy(self.predictor.model).eval()
+        with self._cam_lock:
+            if self._cam_model is None:
+                self._cam_model = copy.deepcopy(self.predictor.model).eval()
             try:
-                return explain(self._explain_model, image, self.checkpoint.preprocessing, class_index)
+                return cam_view(self._cam_model, image, self.checkpoint.preprocessing, class_index)
             except ValueError as e:  # e.g. a network without a convolution to attach Grad-CAM to
-                raise ServeError(422, "explain_failed", f"cannot explain with this model: {e}") from None
+                raise ServeError(422, "cam_failed", f"no Grad-CAM for this model: {e}") from None
 
     def info(self) -> dict[str, Any]:
         meta = self.checkpoint.meta
@@ -106,7 +106,7 @@ def load_models(specs: Sequence[str | Path | Checkpoint], config: ServeConfig, *
         else:
             name, path = split_name(spec)
             ckpt = load_checkpoint(path, device=device)
-        name = name or ckpt.path.name or ckpt.arch
+        name = name or ckpt.run_dir.name or ckpt.arch
         if name in served:
             base, n = name, 2
             while f"{base}-{n}" in served:

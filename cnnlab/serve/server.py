@@ -9,6 +9,7 @@ which drains the batch queues. After SIGTERM the process exits with status 0; af
 
 from __future__ import annotations
 
+import logging
 import signal
 import socket
 import threading
@@ -19,16 +20,32 @@ from ..errors import CnnlabError
 from .config import ServeConfig
 
 
-def uvicorn_config(app, config: ServeConfig, *, log_level: str = "info", access_log: bool = True):
+def uvicorn_config(app, config: ServeConfig, *, log_level: str = "info", access_log: bool = True,
+                   raise_fd_limit: bool = False):
+    """Uvicorn settings of the service: its own HTTP protocol (request-head deadline, connection cap;
+    :mod:`.connections`), the keep-alive timeout and bounded logs."""
     import uvicorn
 
-    return uvicorn.Config(
+    from .connections import ACCEPT_BURST, bound_logs, connection_limit, guarded_protocol
+
+    max_connections, fd_limit = connection_limit(config.max_connections, raise_soft_limit=raise_fd_limit)
+    settings = uvicorn.Config(
         app, host=config.host, port=config.port, log_level=log_level, access_log=access_log,
+        http=guarded_protocol(config.header_timeout_s, max_connections),
+        timeout_keep_alive=config.keep_alive_s,  # an idle keep-alive connection is closed after this
+        h11_max_incomplete_event_size=config.max_header_bytes,  # request line + headers
+        backlog=ACCEPT_BURST,  # also the most connections accepted at once, before the cap can refuse them
         timeout_graceful_shutdown=config.graceful_shutdown_s or None,
         server_header=False,  # no need to tell the world which server version runs here
         proxy_headers=False,  # nothing in front of us is trusted to rewrite client addresses
         lifespan="on",
     )
+    bound_logs()  # after uvicorn has configured its loggers
+    limit = f" (open-file limit {fd_limit})" if fd_limit is not None else ""
+    logging.getLogger("uvicorn.error").info(
+        "at most %d connections%s; request heads due within %gs, idle connections closed after %gs",
+        max_connections, limit, config.header_timeout_s, config.keep_alive_s)
+    return settings
 
 
 def run_server(checkpoints: Sequence[str], config: ServeConfig | None = None, *, device: str = "cpu",
@@ -41,7 +58,7 @@ def run_server(checkpoints: Sequence[str], config: ServeConfig | None = None, *,
     config = config or ServeConfig()
     check_address(config.host, config.port)
     app = build_app(checkpoints, config, device=device)
-    server = uvicorn.Server(uvicorn_config(app, config, log_level=log_level))
+    server = uvicorn.Server(uvicorn_config(app, config, log_level=log_level, raise_fd_limit=True))
     if threading.current_thread() is threading.main_thread():
         # Uvicorn handles SIGTERM itself (graceful shutdown), then re-sends it to whatever handler
         # was there before; with this one in place a graceful stop ends in exit status 0.

@@ -103,6 +103,10 @@ class Task(abc.ABC):
     def check_data(self, train_set, test_set) -> None:
         """Refuse a pair of splits the task cannot train on, before any epoch runs."""
 
+    def for_checkpoint(self, dataset, checkpoint, name: str):
+        """``dataset`` as ``checkpoint``'s model sees it (its classes, in its order), or refused in one line."""
+        return dataset
+
     def check_meta(self, model: nn.Module, meta, what: str) -> None:
         """Refuse checkpoint metadata that does not fit ``model`` (built on the meta device)."""
 

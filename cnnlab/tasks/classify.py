@@ -114,6 +114,22 @@ class ClassificationTask(Task):
             raise DataError(f"{test_set.name}: test images are {test_set.input_size}, training images "
                             f"{train_set.input_size}")
 
+    def for_checkpoint(self, dataset: ImageDataset, checkpoint, name: str) -> ImageDataset:
+        """``dataset`` labelled with the model's classes, refusing one whose classes are not the model's.
+
+        A dataset may lack the model's last classes (a test split without them: their labels simply
+        never occur), but its classes must be the model's, in the model's order."""
+        import dataclasses
+
+        ours, theirs = list(dataset.class_names), list(checkpoint.class_names)
+        if len(ours) > len(theirs):
+            raise DataError(f"{name} has {len(ours)} classes, the model {len(theirs)}")
+        for i, (a, b) in enumerate(zip(ours, theirs)):
+            if a != b:
+                raise DataError(f"{name} does not have the model's classes: class {i} is {a!r} there and {b!r} "
+                                "in the model")
+        return dataclasses.replace(dataset, class_names=theirs)
+
     def check_meta(self, model: nn.Module, meta, what: str) -> None:
         try:  # a forward pass on the meta device gives the output shape without computing anything
             with torch.no_grad():

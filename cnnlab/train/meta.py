@@ -45,7 +45,7 @@ class Preprocessing:
 
     def image(self, img, *, invert: bool | None = None) -> torch.Tensor:
         """A Pillow image -> C x H x W uint8 tensor: what the model sees, before normalisation."""
-        from ..predict import image_to_uint8
+        from ..data.images import image_to_uint8
 
         return image_to_uint8(img, self.input_size, invert=self.invert if invert is None else invert)
 

@@ -31,7 +31,7 @@ from ..tasks.classify import autocast as autocast_context
 from ..tasks.classify import evaluate_classifier as evaluate  # noqa: F401 - the classification evaluator, by its old name
 from ..tasks.classify import make_augment  # noqa: F401 - kept importable from here
 from . import distributed
-from .checkpoint import load_train_state, read_meta, save_checkpoint, load_state_dict_checked
+from .checkpoint import load_train_state, new_run_dir, read_meta, run_folder, save_checkpoint, load_state_dict_checked
 from .config import TrainConfig
 from .distributed import DistributedContext
 from .meta import CheckpointMeta, Preprocessing
@@ -102,7 +102,7 @@ class Trainer:
             resumed = read_meta(resume)  # the run folder is read once; its weights are loaded in _restore
             # A resumed run is the saved run, continued: its configuration (and so its learning-rate
             # schedule) comes from the checkpoint, not from the caller.
-            config = dataclasses.replace(saved_config(resumed), out=str(Path(resume)))
+            config = dataclasses.replace(saved_config(resumed), out=str(run_folder(resume)))
             if extend_to is not None:
                 if extend_to < resumed.epoch:
                     raise ConfigError(f"'{resume}' has trained {resumed.epoch} epochs already; --epochs {extend_to} "
@@ -221,10 +221,9 @@ class Trainer:
         return state
 
     def _restore(self, state: dict[str, Any]) -> None:
-        from .checkpoint import check_values, read_weights
+        from .checkpoint import read_weights
 
         weights = read_weights(self.run_dir)
-        check_values(self.model, weights, f"checkpoint '{self.run_dir}'")
         target = self.ema.module if self.ema is not None else self.model
         load_state_dict_checked(target, {k: v.to(self.device) for k, v in weights.items()}, f"checkpoint '{self.run_dir}'")
         if self.ema is not None:
@@ -312,15 +311,19 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.model
 
     def evaluate(self, dataset) -> dict[str, Any]:
-        c = self.config
+        """The task's metrics on ``dataset``, normalised with the training set's statistics, as the
+        checkpoint records them and ``eval`` and ``predict`` use them."""
+        c, data = self.config, self.task.data_fields(self.train_set)
+        preprocessing = Preprocessing(tuple(data["input_size"]), tuple(data["mean"]), tuple(data["std"]))
         return self.task.evaluate(self.evaluation_model(), dataset, device=self.device, batch_size=c.eval_batch_size,
-                                  precision=c.precision, channels_last=c.channels_last, tta_flip=c.tta_flip)
+                                  precision=c.precision, channels_last=c.channels_last, tta_flip=c.tta_flip,
+                                  preprocessing=preprocessing)
 
     def run(self, *, stop_after: int | None = None) -> TrainResult:
         """Train to ``config.epochs``; ``stop_after`` ends early after that many epochs (as a crash would)."""
         c = self.config
         last = c.epochs if stop_after is None else min(c.epochs, stop_after)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._claim_run_dir()
         wall = time.perf_counter()
         before = self.history[-1].get("seconds", 0.0) if self.history else 0.0  # time spent before a resume
         with _Progress(self.show_progress) as bar:
@@ -349,6 +352,17 @@ class Trainer:
         seconds = sum(h["train_seconds"] for h in self.history)
         rate = len(self.train_set) * len(self.history) / seconds if seconds else 0.0
         return TrainResult(self.run_dir, self.history, final, time.perf_counter() - wall, rate)
+
+    def _claim_run_dir(self) -> None:
+        """A new run never overwrites an earlier one: it gets the next free ``NAME-2``, ``NAME-3``, ..."""
+        if self.state is not None or self.epoch > 0 or not self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)  # a resumed (or continued) run keeps its folder
+            return
+        claimed = new_run_dir(self.run_dir)
+        if claimed != self.run_dir:
+            self.log(f"{self.run_dir} holds an earlier run; this run is written to {claimed}")
+            self.run_dir = claimed
+            self.config = dataclasses.replace(self.config, out=str(claimed))
 
     def _save(self, test_metrics: dict[str, Any]) -> None:
         save_checkpoint(self.run_dir, self.evaluation_model(), self._meta(self.task.checkpoint_metrics(test_metrics)),

@@ -101,6 +101,8 @@ def load_photo(source: str | Path | None = None, *, max_side: int = 384) -> np.n
     """
     from PIL import Image
 
+    from ..data.images import open_image, to_model_mode
+
     if source is None or str(source) in PHOTOS:
         try:
             from skimage import data as samples
@@ -109,10 +111,8 @@ def load_photo(source: str | Path | None = None, *, max_side: int = 384) -> np.n
         arr = getattr(samples, str(source or "camera"))()
         img = Image.fromarray(arr)
     else:
-        from ..predict import open_image
-
-        img = open_image(source)
-    img = img.convert("L")
+        img = open_image(source, max_aspect=None)  # shown whole, never fitted to a model's input
+    img = to_model_mode(img, 1)
     scale = max_side / max(img.size)
     if scale < 1:
         img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.LANCZOS)

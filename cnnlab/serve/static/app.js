@@ -86,13 +86,13 @@ function showResults(answer) {
   $("timing").textContent = `model ${answer.model} · ${answer.time_ms} ms · log_id ${answer.log_id}`;
 }
 
-function showExplanation(ex) {
-  $("model-view").src = ex.input_png;
-  $("cam").src = ex.cam_png;
-  $("cam-caption").textContent = `Grad-CAM for “${ex.keyword}”`;
+function showCam(view) {
+  $("model-view").src = view.input_png;
+  $("cam").src = view.cam_png;
+  $("cam-caption").textContent = `Grad-CAM for “${view.keyword}”`;
   const box = $("features");
   clear(box);
-  for (const stage of ex.feature_maps) {
+  for (const stage of view.feature_maps) {
     const fig = document.createElement("figure");
     fig.className = "stage";
     const img = document.createElement("img");
@@ -104,7 +104,7 @@ function showExplanation(ex) {
     fig.append(cap, img);
     box.appendChild(fig);
   }
-  $("explain-status").textContent = "";
+  $("cam-status").textContent = "";
 }
 
 async function classify(file) {
@@ -121,11 +121,11 @@ async function classify(file) {
   setStatus(`Done: ${answer.result[0].keyword}.`);
   document.body.dataset.state = "classified";
 
-  $("explain-status").textContent = "Computing feature maps and Grad-CAM…";
-  const e = await fetch("/v1/explain", { method: "POST", body: form(file) });
-  if (!e.ok) { $("explain-status").textContent = await errorText(e); return; }
-  showExplanation(await e.json());
-  document.body.dataset.state = "explained";
+  $("cam-status").textContent = "Computing feature maps and Grad-CAM…";
+  const c = await fetch("/v1/cam", { method: "POST", body: form(file) });
+  if (!c.ok) { $("cam-status").textContent = await errorText(c); return; }
+  showCam(await c.json());
+  document.body.dataset.state = "cam-shown";
 }
 
 function init() {

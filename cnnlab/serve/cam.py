@@ -36,7 +36,7 @@ def _viz():
     try:
         from ..viz import cam, features, style
     except ImportError as e:  # the visualisation package is optional at run time
-        raise ServeError(501, "explain_unavailable", f"feature maps and CAM are unavailable: {e}") from None
+        raise ServeError(501, "cam_unavailable", f"feature maps and CAM are unavailable: {e}") from None
     return cam, features, style
 
 
@@ -55,7 +55,7 @@ def stage_mosaic(maps: torch.Tensor, channels: list[int], cmap) -> np.ndarray:
     return np.concatenate(row, axis=1)
 
 
-def explain(model: torch.nn.Module, image: torch.Tensor, preprocessing, class_index: int | None) -> dict[str, Any]:
+def cam_view(model: torch.nn.Module, image: torch.Tensor, preprocessing, class_index: int | None) -> dict[str, Any]:
     """Input view, feature-map mosaics and CAM overlay of one C x H x W uint8 image."""
     cam, features, style = _viz()
     import matplotlib
