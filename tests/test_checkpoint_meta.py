@@ -101,3 +101,30 @@ def test_damaged_weights_are_refused(run, capsys, damage, message):
     stamp = read_meta(run).stamp
     save_file(tensors, checkpoint_dir(run) / MODEL_FILE, metadata={"stamp": stamp, "format": "cnnlab-checkpoint"})
     assert message in one_line_error(capsys, "eval", str(run))
+
+
+def _idx_folder(root, train_labels, test_labels):
+    from cnnlab.data import write_idx
+
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for prefix, labels in (("train", train_labels), ("t10k", test_labels)):
+        write_idx(root / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (len(labels), 12, 12), dtype=np.uint8))
+        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", np.asarray(labels, dtype=np.uint8))
+    return root
+
+
+def test_training_refuses_labels_out_of_range_before_any_epoch(tmp_path, capsys):
+    data = _idx_folder(tmp_path / "idx", [0, 1, 2] * 10, [0, 1, 7] * 4)
+    err = one_line_error(capsys, "train", "lenet5", "--data", str(data), "--epochs", "1", "--out", str(tmp_path / "r"))
+    assert "labels run from 0 to 7, but there are 3 classes" in err
+    assert not (tmp_path / "r").exists()  # nothing half-made
+
+
+def test_a_test_split_lacking_the_last_classes_trains_and_evaluates(tmp_path, capsys):
+    data = _idx_folder(tmp_path / "idx", [0, 1, 2] * 10, [0, 1] * 6)
+    assert main(["train", "lenet5", "--data", str(data), "--epochs", "1", "--out", str(tmp_path / "r"),
+                 "--batch-size", "10", "--quiet"]) == 0
+    assert main(["eval", str(tmp_path / "r"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["classes"] == ["0", "1", "2"] and len(result["confusion"]) == 3 and result["images"] == 12
