@@ -60,6 +60,15 @@ def run(args) -> int:
     trainer = Trainer(config, resume=args.resume, extend_to=extend_to, progress=not (args.quiet or args.json), log=log)
     try:
         result = trainer.run()
+    except KeyboardInterrupt:
+        import sys
+
+        if trainer.dist.is_main:
+            done = trainer.epoch
+            where = f"after epoch {done}" if done else "before the first checkpoint"
+            hint = (f"; continue with: cnnlab train --resume {trainer.run_dir}" if done else "")
+            print(f"cnnlab train: interrupted {where}{hint}", file=sys.stderr)
+        return 130
     finally:
         from ..train.distributed import teardown
 
@@ -70,7 +79,8 @@ def run(args) -> int:
     summary = {"run_dir": str(result.run_dir), "model": trainer.config.model, "task": task.name,
                "data": trainer.config.data, "epochs": len(result.history),
                **{k: v for k, v in result.final.items() if k.startswith("test_")},
-               "seconds": round(result.seconds, 2), "train_images_per_second": round(result.train_images_per_second, 1)}
+               "seconds": round(result.seconds, 2), "train_images_per_second": round(result.train_images_per_second, 1),
+               "best": result.best, "stopped_early": result.stopped_early}
     if args.json:
         print_json(summary)
     elif not args.quiet:

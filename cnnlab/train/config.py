@@ -46,6 +46,8 @@ class TrainConfig:
     augment: str = field(default="", metadata={"help": "comma list of " + "|".join(AUGMENTS) + " (flip only where valid)"})
     crop_padding: int = field(default=2, metadata={"help": "padding for random crops"})
     val_fraction: float = field(default=0.0, metadata={"help": "hold out this fraction of train for validation"})
+    early_stopping: int = field(default=0, metadata={
+        "help": "stop after this many epochs without a better validation figure (0: off; needs --val-fraction)"})
     grad_clip: float = field(default=0.0, metadata={"help": "clip the gradient norm to this (0: off)"})
     precision: str = field(default="fp32", metadata={
         "help": "autocast: " + "|".join(PRECISIONS) + " (auto: bf16 where the device has native bf16, else fp32)"})
@@ -62,6 +64,7 @@ class TrainConfig:
     limit_test: int = field(default=0, metadata={"help": "use only the first N test images (0: all)"})
     eval_batch_size: int = field(default=1024, metadata={"help": "images per evaluation step"})
     small_input: str = field(default="auto", metadata={"help": "auto|yes|no: the model's small-input form"})
+    tensorboard: bool = field(default=False, metadata={"help": "also write TensorBoard event files (needs tensorboard)"})
 
     def validate(self) -> "TrainConfig":
         checks = [
@@ -87,6 +90,11 @@ class TrainConfig:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
+        if self.early_stopping < 0:
+            raise ConfigError(f"early_stopping must be 0 (off) or a number of epochs, got {self.early_stopping}")
+        if self.early_stopping and not self.val_fraction:
+            raise ConfigError("early stopping watches a validation split: give --val-fraction too (the test split "
+                              "must not choose when to stop)")
         return self
 
     def augmentations(self) -> list[str]:

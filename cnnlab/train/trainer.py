@@ -34,6 +34,7 @@ from . import distributed
 from .checkpoint import load_train_state, new_run_dir, read_meta, run_folder, save_checkpoint, load_state_dict_checked
 from .config import TrainConfig
 from .distributed import DistributedContext
+from .logs import RunLog
 from .meta import CheckpointMeta, Preprocessing
 from .optim import make_optimizer, make_scheduler, replan
 
@@ -47,11 +48,25 @@ class TrainingDiverged(CnnlabError):
 
 @dataclass
 class TrainResult:
+    """What a run did: its folder, one record per epoch, the last one, and the best checkpoint's figure."""
+
     run_dir: Path
     history: list[dict[str, Any]]
     final: dict[str, Any]
     seconds: float
     train_images_per_second: float
+    best: dict[str, Any] | None = None  # {"key": "val_acc", "value": 0.91, "epoch": 7}: the best/ checkpoint
+    stopped_early: bool = False
+
+    @property
+    def curves(self) -> Path:
+        """The run's loss and metric curves (PNG); :meth:`plot` draws them as a figure."""
+        return self.run_dir / CURVES_FILE
+
+    def plot(self):
+        from ..viz.curves import plot_curves
+
+        return plot_curves({self.run_dir.name: self.history})
 
 
 # --- set-up ------------------------------------------------------------------------------------------
@@ -159,6 +174,7 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(config.seed)
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] | None = None  # the figure the best/ checkpoint was chosen by
         if self.state is not None:
             self._restore(self.state)
             if extend_to is not None:
@@ -212,7 +228,7 @@ class Trainer:
             state[self._key("optimizer", phase, first)] = self.optimizers[phase].state_dict()
             state[self._key("scheduler", phase, first)] = self.schedulers[phase].state_dict()
         state.update(generator=self.generator.get_state(), torch_rng=torch.get_rng_state(),
-                     history=json.dumps(self.history))
+                     history=json.dumps(self.history), best=json.dumps(self.best))
         if self.ema is not None:  # the checkpoint's weights are the average; keep the raw ones to resume
             state["raw_model"] = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
             state["ema_count"] = self.ema.n_averaged.detach().cpu().clone()
@@ -240,6 +256,7 @@ class Trainer:
             torch.cuda.set_rng_state(state["cuda_rng"])
         self.epoch = int(state["epoch"])
         self.history = json.loads(state["history"])
+        self.best = json.loads(state["best"]) if "best" in state else None
 
     def _meta(self, metrics: dict[str, Any]) -> CheckpointMeta:
         data = self.task.data_fields(self.train_set)
@@ -326,11 +343,18 @@ class Trainer:
         self._claim_run_dir()
         wall = time.perf_counter()
         before = self.history[-1].get("seconds", 0.0) if self.history else 0.0  # time spent before a resume
+        self.run_log = RunLog(self.run_dir, epochs_done=self.epoch, tensorboard=c.tensorboard and self.dist.is_main)
+        stopped_early = False
+
+        def on_step(step: int, loss: float, rate: float) -> None:
+            self.run_log.step(self.epoch + 1, step, loss, self.scheduler.get_last_lr()[0], rate)
+            bar.step(step, loss, rate)
+
         with _Progress(self.show_progress) as bar:
-            while self.epoch < last:
+            while self.epoch < last and not stopped_early:
                 bar.start_epoch(self.epoch + 1, c.epochs, self.steps_per_epoch)
                 record = {"epoch": self.epoch + 1, "lr": self.scheduler.get_last_lr()[0]}
-                record.update(self.train_one_epoch(bar.step if bar.progress else None))
+                record.update(self.train_one_epoch(on_step))
                 if self.dist.is_main:
                     if self.val_set is not None:
                         v = self.task.scalars(self.evaluate(self.val_set))
@@ -341,17 +365,41 @@ class Trainer:
                 self.epoch += 1
                 self.history.append(record)
                 if self.dist.is_main:
-                    self._save(t)
+                    improved = self._track_best(record)
+                    self._save(t, improved)
+                    self.run_log.epoch(record)
                     bar.end_epoch(record)
                     self.log(_epoch_line(record, self.task.shown))
+                    if c.early_stopping and self.best and self.epoch - self.best["epoch"] >= c.early_stopping:
+                        stopped_early = True
+                        self.log(f"early stopping: {self.best['key']} has not improved for {c.early_stopping} "
+                                 f"epochs (best {self.best['value']:.4f} at epoch {self.best['epoch']})")
                 self.dist.barrier()  # the other ranks go on only once the checkpoint is complete
+                if self.dist.enabled:  # every rank stops together
+                    stopped_early = bool(self.dist.sum(torch.tensor(float(stopped_early))).item())
+        self.run_log.close()
         final = dict(self.history[-1]) if self.history else {}
         if self.dist.is_main:
             self._plot()
         # Overall training throughput: images seen over seconds spent in training steps.
         seconds = sum(h["train_seconds"] for h in self.history)
         rate = len(self.train_set) * len(self.history) / seconds if seconds else 0.0
-        return TrainResult(self.run_dir, self.history, final, time.perf_counter() - wall, rate)
+        return TrainResult(self.run_dir, self.history, final, time.perf_counter() - wall, rate, self.best,
+                           stopped_early)
+
+    def _track_best(self, record: dict[str, Any]) -> bool:
+        """Is this epoch the best so far by the task's primary figure (on the validation split where there
+        is one, else the test split)? Remembers it if so."""
+        split = "val" if self.val_set is not None else "test"
+        key = f"{split}_{self.task.primary}"
+        value = record.get(key)
+        if value is None:
+            return False
+        better = (self.best is None or (value > self.best["value"] if self.task.higher_is_better
+                                        else value < self.best["value"]))
+        if better:
+            self.best = {"key": key, "value": value, "epoch": record["epoch"]}
+        return better
 
     def _claim_run_dir(self) -> None:
         """A new run never overwrites an earlier one: it gets the next free ``NAME-2``, ``NAME-3``, ..."""
@@ -364,10 +412,13 @@ class Trainer:
             self.run_dir = claimed
             self.config = dataclasses.replace(self.config, out=str(claimed))
 
-    def _save(self, test_metrics: dict[str, Any]) -> None:
-        save_checkpoint(self.run_dir, self.evaluation_model(), self._meta(self.task.checkpoint_metrics(test_metrics)),
-                        self._train_state())
+    def _save(self, test_metrics: dict[str, Any], improved: bool = False) -> None:
+        meta = self._meta(self.task.checkpoint_metrics(test_metrics))
+        if improved:  # the best epoch so far: kept beside the last, for use (it holds no training state)
+            save_checkpoint(self.run_dir, self.evaluation_model(), meta, slot="best")
+        save_checkpoint(self.run_dir, self.evaluation_model(), meta, self._train_state())
         atomic_write_text(self.run_dir / HISTORY_FILE, "".join(json.dumps(h) + "\n" for h in self.history))
+        self.run_log.write(self.history)
 
     def _plot(self) -> None:
         from .curves import plot_history
@@ -389,7 +440,10 @@ class _Progress:
     def __init__(self, enabled: bool):
         import sys
 
-        self.enabled = enabled and sys.stderr.isatty()
+        from rich.console import Console
+
+        # A terminal, or a Jupyter notebook (rich draws its bar there too).
+        self.enabled = enabled and (sys.stderr.isatty() or Console().is_jupyter)
         self.progress = None
 
     def __enter__(self):
