@@ -284,4 +284,5 @@ def test_a_run_killed_mid_save_resumes_to_the_same_weights(isolated_data_root, t
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
     a, b = load_checkpoint(resumed.run_dir).model.state_dict(), load_checkpoint(whole.run_dir).model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert sorted(p.name for p in (tmp_path / "cut").iterdir()) == ["curves.png", "history.jsonl", "last"]
+    assert sorted(p.name for p in (tmp_path / "cut").iterdir()) == ["best", "curves.png", "epochs.csv", "history.jsonl",
+                                                                 "last", "steps.csv"]  # no leftover of the kill
