@@ -64,16 +64,27 @@ def evaluate_classifier(model: nn.Module, dataset: ImageDataset, *, device: torc
 
 
 def make_augment(config, dataset: ImageDataset) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
-    """The batch augmentation ``config.augment`` asks for (crop, flip, erase), in that order."""
+    """The per-image batch augmentation ``config.augment`` asks for, in the order crop, flip, policy
+    (trivial / randaug), color, erase; mixup and cutmix mix labels too and are applied by the task."""
+    from ..data import augment as policies
+
     chosen = config.augmentations()
     if "flip" in chosen and not dataset.hflip:
         raise ConfigError(f"a horizontal flip changes the meaning of {dataset.name} images (e.g. digits); drop 'flip'")
+    if "trivial" in chosen and "randaug" in chosen:
+        raise ConfigError("choose one augmentation policy: trivial or randaug")
 
     def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if "crop" in chosen:
             batch = random_crop(batch, config.crop_padding, generator)
         if "flip" in chosen:
             batch = random_hflip(batch, 0.5, generator)
+        if "trivial" in chosen:
+            batch = policies.trivial_augment(batch, generator)
+        if "randaug" in chosen:
+            batch = policies.rand_augment(batch, config.randaug_ops, config.randaug_magnitude, generator)
+        if "color" in chosen:
+            batch = policies.color_jitter(batch, config.color_jitter, generator)
         if "erase" in chosen:
             batch = random_erasing(batch, 0.5, generator=generator)
         return batch
@@ -145,25 +156,45 @@ class ClassificationTask(Task):
     # --- batches
     def make_batch(self, dataset: ImageDataset, indices: torch.Tensor, *, train: bool,
                    generator: torch.Generator | None = None) -> Batch:
-        images = dataset.images[indices]  # B x C x H x W uint8
+        images, labels = dataset.images[indices], dataset.labels[indices]  # B x C x H x W uint8, B
+        targets: torch.Tensor | dict[str, torch.Tensor] = labels
         if train:
             if self._augment is None:
                 self._augment = make_augment(self.config, dataset)
             images = self._augment(images, generator)
-        return Batch(images, dataset.labels[indices], {"mean": dataset.mean, "std": dataset.std})
+            chosen = self.config.augmentations()
+            if "mixup" in chosen or "cutmix" in chosen:
+                from ..data.augment import mix
+
+                images, partner, lam = mix(images, labels, generator=generator,
+                                           mixup_alpha=self.config.mixup_alpha if "mixup" in chosen else 0.0,
+                                           cutmix_alpha=self.config.cutmix_alpha if "cutmix" in chosen else 0.0)
+                targets = {"y": labels, "partner": partner, "lam": lam}
+        return Batch(images, targets, {"mean": dataset.mean, "std": dataset.std})
 
     def prepare(self, batch: Batch, device: torch.device, *, channels_last: bool = False) -> Batch:
         x = normalize(batch.inputs.to(device, non_blocking=True), batch.extra["mean"], batch.extra["std"])
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return Batch(x, batch.targets.to(device, non_blocking=True), batch.extra)
+        targets = batch.targets
+        targets = ({k: v.to(device, non_blocking=True) for k, v in targets.items()} if isinstance(targets, dict)
+                   else targets.to(device, non_blocking=True))
+        return Batch(x, targets, batch.extra)
 
     # --- training
     def training_step(self, forward, model: nn.Module, batch: Batch, phase: str) -> StepOutput:
         outputs = forward(batch.inputs)
-        loss = auxiliary_loss(outputs, batch.targets, self.criterion)
-        correct = (main_logits(outputs).detach().argmax(1) == batch.targets).sum()
-        n = len(batch.targets)
+        targets = batch.targets
+        if isinstance(targets, dict):  # mixup / CutMix: the loss of each image's two labels, weighed by lam
+            lam = targets["lam"].mean()  # one lam per batch
+            y = targets["y"]
+            loss = (lam * auxiliary_loss(outputs, y, self.criterion)
+                    + (1 - lam) * auxiliary_loss(outputs, targets["partner"], self.criterion))
+        else:
+            y = targets
+            loss = auxiliary_loss(outputs, y, self.criterion)
+        correct = (main_logits(outputs).detach().argmax(1) == y).sum()
+        n = len(y)
         return StepOutput(loss, {"loss": loss.detach().double() * n, "acc": correct}, n)
 
     # --- evaluation

@@ -17,7 +17,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 LOSSES = ("cross_entropy", "mse", "l1", "hinge")
 INITS = ("default", "xavier", "kaiming")
-AUGMENTS = ("crop", "flip", "erase")
+AUGMENTS = ("crop", "flip", "erase", "color", "trivial", "randaug", "mixup", "cutmix")
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 
 
@@ -45,6 +45,11 @@ class TrainConfig:
     init: str = field(default="default", metadata={"help": "weight init: " + "|".join(INITS)})
     augment: str = field(default="", metadata={"help": "comma list of " + "|".join(AUGMENTS) + " (flip only where valid)"})
     crop_padding: int = field(default=2, metadata={"help": "padding for random crops"})
+    color_jitter: float = field(default=0.4, metadata={"help": "color: brightness/contrast/saturation strength"})
+    randaug_ops: int = field(default=2, metadata={"help": "randaug: operations per image (RandAugment's N)"})
+    randaug_magnitude: int = field(default=9, metadata={"help": "randaug: strength 0-30 (RandAugment's M)"})
+    mixup_alpha: float = field(default=0.2, metadata={"help": "mixup: Beta(alpha, alpha) of the mixing weight"})
+    cutmix_alpha: float = field(default=1.0, metadata={"help": "cutmix: Beta(alpha, alpha) of the kept area"})
     val_fraction: float = field(default=0.0, metadata={"help": "hold out this fraction of train for validation"})
     early_stopping: int = field(default=0, metadata={
         "help": "stop after this many epochs without a better validation figure (0: off; needs --val-fraction)"})
@@ -84,6 +89,10 @@ class TrainConfig:
         for name, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{name} must be positive, got {value}")
+        if not 0 <= self.randaug_magnitude <= 30 or self.randaug_ops < 1:
+            raise ConfigError("randaug_magnitude must be 0-30 and randaug_ops at least 1")
+        if self.mixup_alpha <= 0 or self.cutmix_alpha <= 0 or self.color_jitter < 0:
+            raise ConfigError("mixup_alpha and cutmix_alpha must be positive, color_jitter not negative")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if not 0.0 <= self.label_smoothing < 1.0:
