@@ -97,3 +97,13 @@ def test_checkpoint_of_another_architecture(trained_run, tmp_path):
     meta_file.write_text(json.dumps(meta))
     code, err = cli_error(["eval", str(other)], tmp_path)
     assert code == 1 and "does not fit the model" in err and len(err.strip().splitlines()) == 1
+
+
+def test_list_matches_parts_of_names_and_says_when_nothing_does(capsys):
+    listing = run_json(capsys, ["list", "res"])
+    names = {m["name"] for m in listing["models"]}
+    assert {"resnet18", "se_resnet50", "resnet20"} <= names and "densenet121" not in names
+    assert all(m["task"] == "classify" for m in listing["models"]) and listing["datasets"] == []
+    assert {d["name"] for d in run_json(capsys, ["list", "cifar"])["datasets"]} == {"cifar10", "cifar100"}
+    assert main(["list", "zzz"]) == 1
+    assert "no model or dataset matches 'zzz'" in capsys.readouterr().out

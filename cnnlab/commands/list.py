@@ -8,7 +8,8 @@ from ..console import human_count, print_json, print_table
 
 def register(subparsers) -> None:
     p = add_verb(subparsers, "list", help="list models and datasets", example="cnnlab list 'resnet*'")
-    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter on model names")
+    p.add_argument("pattern", nargs="?", default="*",
+                   help="filter on model and dataset names: a part of the name (res) or a shell pattern ('vgg1?')")
     p.add_argument("--datasets", action="store_true", help="list datasets only")
     p.add_argument("--models", action="store_true", help="list models only")
     p.add_argument("--json", action="store_true")
@@ -34,8 +35,8 @@ def run(args) -> int:
     if not args.datasets:
         for name in list_models(args.pattern):
             info = model_info(name)
-            models.append({"name": name, "family": info.family, "paper": info.paper, "year": info.year,
-                           "params": parameter_count(name), "input_size": list(info.input_size),
+            models.append({"name": name, "task": info.task, "family": info.family, "paper": info.paper,
+                           "year": info.year, "params": parameter_count(name), "input_size": list(info.input_size),
                            "top1": info.top1, "top5": info.top5})
     from ..data.object_datasets import SCENE_SETS
 
@@ -44,14 +45,26 @@ def run(args) -> int:
          "description": s.description, "licence": s.licence} for s in DATASETS.values()] + [
         {"name": s.name, "task": "detection / segmentation", "classes": 10, "splits": ["train", "test"],
          "description": s.description, "licence": s.licence} for s in SCENE_SETS.values()]
+    datasets = [d for d in datasets if _matches(d["name"], args.pattern)]
     if args.json:
         print_json({"models": models, "datasets": datasets})
         return 0
     if models:
-        print_table([(m["name"], m["family"], m["paper"], m["year"], human_count(m["params"]),
+        print_table([(m["name"], m["task"], m["family"], m["paper"], m["year"], human_count(m["params"]),
                       "x".join(map(str, m["input_size"]))) for m in models],
-                    ["model", "family", "paper", "year", "params", "input"], title="models", justify_right=["params"])
+                    ["model", "task", "family", "paper", "year", "params", "input"], title="models",
+                    justify_right=["params"])
     if datasets:
         print_table([(d["name"], d["task"], d["classes"], d["description"]) for d in datasets],
                     ["dataset", "task", "classes", "description"], title="datasets")
+    if not models and not datasets:
+        what = "dataset" if args.datasets else "model" if args.models else "model or dataset"
+        print(f"no {what} matches '{args.pattern}' (try a part of a name, e.g. 'cnnlab list res')")
+        return 1
     return 0
+
+
+def _matches(name: str, pattern: str) -> bool:
+    import fnmatch
+
+    return fnmatch.fnmatch(name, pattern) if any(c in pattern for c in "*?[") else pattern in name

@@ -16,10 +16,11 @@ import numpy as np
 import torch
 
 from ..errors import DataError, DownloadError, unknown_name
+from .cifar import CIFAR_DATASETS, CifarSpec, load_cifar
 from .dataset import ImageDataset, channel_stats
 from .download import download
 from .folder import load_image_folder
-from .idx import read_image_label_pair
+from .idx import read_idx, read_image_label_pair
 
 __all__ = ["DATASETS", "ImageDataset", "IdxDatasetSpec", "channel_stats", "data_root", "ensure_files", "load_dataset"]
 
@@ -50,8 +51,15 @@ class IdxDatasetSpec:
     def all_files(self) -> list[str]:
         return sorted({f for pair in self.files.values() for f in pair})
 
+    def verify(self, path: Path) -> tuple[str, list[int] | None]:
+        """(status, shape) of one of the files: its IDX structure read in full."""
+        try:
+            return "ok", list(read_idx(path).shape)
+        except DataError as e:
+            return f"invalid: {e}", None
 
-DATASETS: dict[str, IdxDatasetSpec] = {
+
+DATASETS: dict[str, "IdxDatasetSpec | CifarSpec"] = {
     spec.name: spec
     for spec in [
         IdxDatasetSpec(
@@ -102,6 +110,8 @@ DATASETS: dict[str, IdxDatasetSpec] = {
         ),
     ]
 }
+
+DATASETS.update(CIFAR_DATASETS)
 
 
 def data_root(data_dir: str | os.PathLike | None = None) -> Path:
@@ -197,7 +207,10 @@ def load_dataset(name: str, split: str = "train", data_dir: str | os.PathLike | 
     if split not in ("train", "test"):
         raise DataError(f"split must be 'train' or 'test', not '{split}'")
     if name in DATASETS:
-        return load_idx_dataset(DATASETS[name], split, data_dir, download_missing=download_missing)
+        spec = DATASETS[name]
+        if isinstance(spec, CifarSpec):
+            return load_cifar(spec, split, data_dir, download_missing=download_missing)
+        return load_idx_dataset(spec, split, data_dir, download_missing=download_missing)
     path = Path(name).expanduser()
     if path.is_dir():
         if any("idx" in p.name for p in path.iterdir() if p.is_file()):
