@@ -160,3 +160,19 @@ def test_export_command_errors(trained, tmp_path, capsys):
 def test_missing_exported_file_is_a_clear_error(tmp_path):
     with pytest.raises(ExportError, match="does not exist"):
         load_exported(tmp_path / "x.onnx")
+
+
+@pytest.mark.parametrize("fmt, suffix", [("onnx", ".onnx"), ("torchscript", ".pt")])
+def test_exported_files_carry_classes_input_size_and_normalisation(trained, tmp_path, capsys, fmt, suffix):
+    from cnnlab.deploy.export import read_metadata
+
+    ckpt, images = trained
+    out = tmp_path / f"model{suffix}"
+    assert main(["export", str(ckpt.path), "--format", fmt, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "it expects: greyscale image" in printed and "N x 1 x 28 x 28 float32" in printed
+    meta = read_metadata(out)
+    assert json.loads(meta["class_names"]) == ckpt.class_names and json.loads(meta["input_size"]) == [1, 28, 28]
+    assert json.loads(meta["mean"]) == list(ckpt.mean) and meta["cnnlab.arch"] == "lenet5_modern"
+    with torch.no_grad():  # the metadata did not disturb the model
+        assert torch.allclose(load_exported(out)(images[:4]), ckpt.model(images[:4]), atol=1e-4)

@@ -45,12 +45,29 @@ def check_images(ckpt, count: int, data_dir: str):
     return torch.randn(max(count, 16), *ckpt.input_size, generator=torch.Generator().manual_seed(0)), "random inputs"
 
 
+def export_metadata(ckpt) -> dict[str, str]:
+    """What an exported file records of its checkpoint: enough to feed it and read its output."""
+    import json
+
+    p = ckpt.preprocessing
+    c, h, w = p.input_size
+    return {
+        "cnnlab.task": ckpt.task, "cnnlab.arch": ckpt.arch, "cnnlab.dataset": ckpt.meta.dataset,
+        "class_names": json.dumps(ckpt.class_names), "input_size": json.dumps(list(p.input_size)),
+        "mean": json.dumps(list(p.mean)), "std": json.dumps(list(p.std)),
+        "preprocessing": (f"{'greyscale' if c == 1 else 'RGB'} image resized (shorter side) and centre-cropped to "
+                          f"{h}x{w}{', grey levels inverted' if p.invert else ''}; N x {c} x {h} x {w} float32 "
+                          f"(pixel / 255 - mean) / std"),
+        "output": f"logits N x {len(ckpt.class_names)}, in class_names order",
+    }
+
+
 def export_checkpoint(checkpoint: str | Path, fmt: str = "onnx", out: str | Path | None = None, *,
                       fold_bn: bool = False, int8: bool = False, tolerance: float = 1e-4, check_count: int = 256,
                       data_dir: str = "") -> dict:
     """Export a checkpoint; returns the written files and the numerical checks (raises if a check fails)."""
     from ..deploy import ExportError, compare_outputs, export_model, fold_batchnorm, load_exported, quantize_onnx
-    from ..deploy.export import SUFFIX
+    from ..deploy.export import SUFFIX, write_metadata
     from ..train.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
@@ -65,13 +82,16 @@ def export_checkpoint(checkpoint: str | Path, fmt: str = "onnx", out: str | Path
     check = compare_outputs(ckpt.model.eval(), load_exported(path), inputs, tolerance=tolerance)
     if not check.ok:
         raise ExportError(f"exported model differs from the checkpoint: relative difference {check.max_rel_diff:.2e}")
+    metadata = export_metadata(ckpt)
+    write_metadata(path, metadata)
     result = {"checkpoint": str(ckpt.path), "arch": ckpt.arch, "format": fmt, "file": str(path),
               "input": {"name": "images", "shape": ["N", *ckpt.input_size], "mean": list(ckpt.mean),
                         "std": list(ckpt.std)},
-              "check": {**check.to_dict(), "inputs": source}}
+              "metadata": metadata, "check": {**check.to_dict(), "inputs": source}}
     if int8:
         int8_path = path.with_name(path.stem + "-int8.onnx")
         quantize_onnx(path, int8_path, inputs)
+        write_metadata(int8_path, metadata)
         q = compare_outputs(ckpt.model.eval(), load_exported(int8_path), inputs, tolerance=1.0)
         result["int8"] = {"file": str(int8_path), "top1_agreement": q.top1_agreement, "max_abs_diff": q.max_abs_diff}
     return result
@@ -85,6 +105,8 @@ def run(args) -> int:
         return 0
     c = result["check"]
     print(f"wrote {result['file']} ({result['format']}, input images N x {' x '.join(map(str, result['input']['shape'][1:]))})")
+    print(f"it expects: {result['metadata']['preprocessing']}, mean {result['input']['mean']}, "
+          f"std {result['input']['std']}; it gives {result['metadata']['output']} (recorded in the file)")
     print(f"checked on {c['samples']} {c['inputs']}: max |diff| {c['max_abs_diff']:.2e} "
           f"(relative {c['max_rel_diff']:.2e} <= {c['tolerance']:.0e}), top-1 agreement {c['top1_agreement']:.2%}")
     if "int8" in result:

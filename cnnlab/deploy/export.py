@@ -75,6 +75,47 @@ def export_torchscript(model: nn.Module, path: str | Path, input_size: tuple[int
     return path
 
 
+def write_metadata(path: str | Path, metadata: dict[str, str]) -> None:
+    """Record ``metadata`` in an exported file, so that it carries how to feed it: ONNX metadata
+    properties (``onnx.ModelProto.metadata_props``, shown by Netron and read by ONNX Runtime's
+    ``get_modelmeta().custom_metadata_map``), or a TorchScript file's ``meta.json`` extra file."""
+    import json
+
+    from ..io import atomic_write_bytes
+
+    path = Path(path)
+    if path.suffix == ".onnx":
+        import onnx
+
+        model = onnx.load(str(path))
+        del model.metadata_props[:]
+        for key, value in metadata.items():
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+        atomic_write_bytes(path, model.SerializeToString())
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.load(str(path), map_location="cpu")
+        buffer = io.BytesIO()
+        torch.jit.save(scripted, buffer, _extra_files={"meta.json": json.dumps(metadata)})
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata :func:`write_metadata` recorded in an exported file."""
+    import json
+
+    path = Path(path)
+    if path.suffix == ".onnx":
+        return dict(onnx_session(path).get_modelmeta().custom_metadata_map)
+    extra = {"meta.json": ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    return json.loads(extra["meta.json"]) if extra["meta.json"] else {}
+
+
 def onnx_session(path: str | Path, threads: int = 0):
     """An ONNX Runtime CPU session for ``path`` (``threads`` 0: the runtime's default)."""
     import onnxruntime as ort
