@@ -13,7 +13,7 @@ import cnnlab
 from cnnlab.errors import DataError, UnknownNameError
 from cnnlab.viz import style
 from cnnlab.viz.activation import maximize_channel, top_activations
-from cnnlab.viz.cam import default_target_layer, explain, grad_cam, grad_cam_pp, saliency
+from cnnlab.viz.cam import default_target_layer, cam_maps, grad_cam, grad_cam_pp, saliency
 from cnnlab.train.metrics import confusion_matrix
 from cnnlab.viz.confusion import plot_confusion, worst_mistakes
 from cnnlab.viz.curves import plot_curves, read_history
@@ -302,7 +302,7 @@ def test_grad_cam_peaks_in_the_deciding_quadrant(quadrant_model):
     model, test_x = quadrant_model
     hits = {"grad_cam": 0, "grad_cam_pp": 0, "peak": 0}
     for i in range(len(test_x)):
-        e = explain(model, test_x[i:i + 1])
+        e = cam_maps(model, test_x[i:i + 1])
         assert e.grad_cam.shape == (SIDE, SIDE) and e.grad_cam.max() == pytest.approx(1.0) and e.grad_cam.min() >= 0.0
         hits["grad_cam"] += _winning_quadrant(e.grad_cam) == 0
         hits["grad_cam_pp"] += _winning_quadrant(e.grad_cam_pp) == 0
@@ -316,9 +316,9 @@ def test_grad_cam_for_the_other_class_still_uses_that_class(quadrant_model):
     x = test_x[:1]
     predicted = int(model(x).argmax())
     other = (predicted + 1) % 3
-    e = explain(model, x, class_index=other)
+    e = cam_maps(model, x, class_index=other)
     assert e.class_index == other
-    np.testing.assert_allclose(grad_cam(model, x), explain(model, x).grad_cam)
+    np.testing.assert_allclose(grad_cam(model, x), cam_maps(model, x).grad_cam)
 
 
 class _GapNet(nn.Module):
@@ -526,3 +526,18 @@ def test_history_reading_and_curves(tmp_path):
     (tmp_path / "bad.jsonl").write_text("{not json\n")
     with pytest.raises(DataError, match="line 1"):
         read_history(tmp_path / "bad.jsonl")
+
+
+def test_grad_cam_and_overlay_work_together_from_python():
+    """What the README shows: the model's view of an image, Grad-CAM on it, the overlay, in three lines."""
+    from PIL import Image as PILImage
+
+    model = cnnlab.create_model("lenet5_modern").eval()
+    prep = Preprocessing((1, 28, 28), (0.286,), (0.353,))
+    photo = PILImage.fromarray(np.random.default_rng(0).integers(0, 256, (40, 30), dtype=np.uint8))
+    image = prep.image(photo)  # 1 x 28 x 28 uint8 tensor
+    heat = grad_cam(model, prep.normalize(image[None]))
+    overlay = style.overlay_heatmap(image, heat)
+    assert overlay.shape == (28, 28, 3) and overlay.dtype == np.uint8
+    np.testing.assert_array_equal(overlay, style.overlay_heatmap(image.permute(1, 2, 0).numpy(), np.asarray(heat)))
+    np.testing.assert_array_equal(overlay, style.overlay_heatmap(image.numpy()[0], torch.as_tensor(heat)))

@@ -242,13 +242,13 @@ def _class_index(value: str | None, class_names: list[str]) -> int | None:
 
 def run_cam(args) -> int:
     from ..viz import style
-    from ..viz.cam import explain, plot_explanation
+    from ..viz.cam import cam_maps, plot_cam
 
     ckpt = _checkpoint(args.checkpoint)
     class_index = _class_index(args.class_, ckpt.class_names)
     image, label = _one_image(args, ckpt)
-    e = explain(ckpt.model, _model_input(image, ckpt), class_index, args.layer)
-    fig = plot_explanation(_hwc(image), e, ckpt.class_names, title=f"{ckpt.arch}, {label}")
+    e = cam_maps(ckpt.model, _model_input(image, ckpt), class_index, args.layer)
+    fig = plot_cam(_hwc(image), e, ckpt.class_names, title=f"{ckpt.arch}, {label}")
     file = style.save(fig, _out(args, f"cam-{_stem(ckpt)}"))
     return _report(args, [{"kind": "cam", "path": str(file), "class": ckpt.class_names[e.class_index],
                            "class_index": e.class_index, "probability": float(e.probabilities[e.class_index]),

@@ -159,7 +159,7 @@ def saliency(model: nn.Module, x: torch.Tensor, class_index: int | None = None) 
 
 
 @dataclass
-class Explanation:
+class CamMaps:
     """The three maps of one image and the class they explain."""
 
     class_index: int
@@ -170,8 +170,8 @@ class Explanation:
     target_layer: str
 
 
-def explain(model: nn.Module, x: torch.Tensor, class_index: int | None = None,
-            target_layer: nn.Module | str | None = None) -> Explanation:
+def cam_maps(model: nn.Module, x: torch.Tensor, class_index: int | None = None,
+            target_layer: nn.Module | str | None = None) -> CamMaps:
     """Grad-CAM, Grad-CAM++ and saliency from one forward/backward pass."""
     x = _batch(x)
     layer = find_module(model, target_layer) if target_layer is not None else default_target_layer(model, x)
@@ -179,7 +179,7 @@ def explain(model: nn.Module, x: torch.Tensor, class_index: int | None = None,
     size = tuple(x.shape[-2:])
     sal = _saliency_map(p)
     top = float(sal.max())
-    return Explanation(
+    return CamMaps(
         class_index=p.class_index,
         probabilities=p.scores.numpy(),
         grad_cam=_to_input_size(_grad_cam_map(p), size),
@@ -200,7 +200,7 @@ def layer_name(model: nn.Module, layer: nn.Module) -> str:
     return type(layer).__name__
 
 
-def plot_explanation(image: np.ndarray, e: Explanation, class_names: list[str], *, title: str = "Where the model looks"):
+def plot_cam(image: np.ndarray, e: CamMaps, class_names: list[str], *, title: str = "Where the model looks"):
     """Input, Grad-CAM and Grad-CAM++ over the input, and the saliency map, side by side.
 
     ``image``: the input as the model sees it, uint8 H x W x C (C = 1 or 3).

@@ -113,20 +113,36 @@ def _colormap(name: str):
     return matplotlib.colormaps[name]
 
 
-def overlay_heatmap(image: np.ndarray, heat: np.ndarray, *, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
-    """Blend a heat map over an image: ``image`` uint8 H x W x C (C = 1 or 3, or H x W), ``heat`` H x W.
+def as_hwc(image) -> np.ndarray:
+    """An image as a NumPy H x W x C array, from NumPy H x W (x C), a torch C x H x W (or 1 x C x H x W)
+    tensor (what ``Preprocessing.image`` gives) or a Pillow image."""
+    if hasattr(image, "detach"):  # a torch tensor, channels first
+        array = image.detach().cpu().numpy()
+        if array.ndim == 4 and array.shape[0] == 1:
+            array = array[0]
+        if array.ndim == 3 and array.shape[0] in (1, 3, 4):
+            array = array.transpose(1, 2, 0)
+        return array
+    return np.asarray(image)
+
+
+def overlay_heatmap(image, heat, *, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
+    """Blend a heat map over an image: ``image`` uint8 H x W x C (C = 1 or 3, or H x W), a torch C x H x W
+    tensor or a Pillow image; ``heat`` H x W (NumPy or torch, e.g. what :func:`cnnlab.viz.grad_cam` returns).
 
     ``heat`` is rescaled to [0, 1] (so callers may pass raw scores), coloured with ``cmap`` and mixed
     with the image as ``(1 - alpha) * image + alpha * colour``. A heat map of another size is resized
     to the image's size (bilinear). Returns uint8 H x W x 3.
     """
-    image = np.asarray(image)
+    image = as_hwc(image)
     if image.ndim == 2:
         image = image[:, :, None]
     if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
         raise ValueError(f"image must be H x W x C with C 1, 3 or 4, got shape {image.shape}")
     rgb = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[:, :, :3]
-    heat = np.asarray(heat, dtype=np.float64)
+    heat = np.asarray(heat.detach().cpu() if hasattr(heat, "detach") else heat, dtype=np.float64)
+    if heat.ndim == 3 and heat.shape[0] == 1:
+        heat = heat[0]
     if heat.ndim != 2:
         raise ValueError(f"heat map must be H x W, got shape {heat.shape}")
     if heat.shape != rgb.shape[:2]:
