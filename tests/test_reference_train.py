@@ -117,7 +117,11 @@ def test_cli_train_errors_are_one_line(capsys, argv, message):
 def test_cli_check_reports_agreement_with_torch(capsys):
     assert main(["reference", "check", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["ok"] and len(report["checks"]) >= 10
+    assert report["ok"] and len(report["checks"]) >= 20
+    names = " ".join(row["name"] for row in report["checks"])
+    for op in ("conv2d", "max_pool2d", "batch_norm", "local_response_norm", "RNN", "LSTM", "GRU", "dropout",
+               "cross-entropy", "MSE", "L1", "hinge", "SGD", "Adam", "lenet5"):
+        assert op in names, op
     assert all(row["output"] < 1e-10 and row["gradient"] < 1e-10 for row in report["checks"])
 
 
@@ -129,3 +133,21 @@ def test_bench_reports_both_engines_and_their_ratio(capsys):
     assert result["reference_images_per_second"] == pytest.approx(4 / result["reference_seconds_per_step"])
     assert result["threads"] == 1 and result["numpy_blas_threads"] in (1, None)
     assert torch.get_num_threads() == torch_threads  # the benchmark gives torch its thread count back
+
+
+def test_cli_trains_on_a_named_dataset_and_saves_a_checkpoint_eval_and_predict_take(tmp_path, capsys,
+                                                                                     isolated_data_root):
+    run = tmp_path / "numpy-run"
+    assert main(["reference", "train", "--data", "fashion-mnist-mini", "--arch", "lenet5_modern", "--train-count",
+                 "1000", "--test-count", "500", "--epochs", "1", "--save", str(run), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["test_accuracy"] > 0.5
+    assert main(["eval", str(run), "--limit", "500", "--json"]) == 0
+    evaluation = json.loads(capsys.readouterr().out)
+    # torch evaluates the NumPy engine's weights on the same 500 test images: the same accuracy
+    assert evaluation["top1"] == pytest.approx(summary["test_accuracy"], abs=0.005)
+    assert evaluation["classes"][0] == "T-shirt/top"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "x.png")
+    assert main(["predict", str(run), str(tmp_path / "x.png"), "--json"]) == 0
