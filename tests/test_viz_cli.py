@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,8 +112,12 @@ def test_cam_on_a_file_and_for_a_named_class(checkpoint, capsys, tmp_path):
     (item,) = _viz(capsys, "cam", str(folder), str(photo), "--class", "Bag", "--out", str(tmp_path))
     assert item["class"] == "Bag" and item["class_index"] == 8
     assert item["target_layer"] in [s.name for s in feature_stages(model)]
+    first = item["path"]
     (item,) = _viz(capsys, "cam", str(folder), "--index", "0", "--out", str(tmp_path))
     assert item["class"] in FASHION_CLASSES
+    # each picture is named after its image (and class), so the second did not overwrite the first
+    assert "photo" in Path(first).name and "Bag" in Path(first).name and "test0" in Path(item["path"]).name
+    assert Path(first).is_file() and first != item["path"]
     width, height = _size(item["path"])
     assert width > 2 * height  # four panels side by side
 

@@ -137,6 +137,15 @@ def _out(args, name: str) -> Path:
     return Path(args.out) / f"{name}.png"
 
 
+def _image_stem(args) -> str:
+    """The image's part of a picture's name: its file name, or the test image's index."""
+    return _safe(Path(args.image).stem) if getattr(args, "image", None) else f"test{args.index}"
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
 def _stem(ckpt) -> str:
     return Path(ckpt.run_dir).name or ckpt.arch
 
@@ -217,7 +226,7 @@ def run_features(args) -> int:
     image, label = _one_image(args, ckpt)
     maps = [(n, m) for n, m in feature_maps(ckpt.model, _model_input(image, ckpt)) if m.dim() == 4]
     fig = plot_feature_maps(maps, _hwc(image), channels=args.channels, title=f"{ckpt.arch} feature maps: {label}")
-    file = style.save(fig, _out(args, f"features-{_stem(ckpt)}"))
+    file = style.save(fig, _out(args, f"features-{_stem(ckpt)}-{_image_stem(args)}"))
     return _report(args, [{"kind": "features", "path": str(file),
                            "stages": [{"name": n, "shape": list(m.shape[1:])} for n, m in maps]}])
 
@@ -249,7 +258,8 @@ def run_cam(args) -> int:
     image, label = _one_image(args, ckpt)
     e = cam_maps(ckpt.model, _model_input(image, ckpt), class_index, args.layer)
     fig = plot_cam(_hwc(image), e, ckpt.class_names, title=f"{ckpt.arch}, {label}")
-    file = style.save(fig, _out(args, f"cam-{_stem(ckpt)}"))
+    cls = f"-{ckpt.class_names[e.class_index]}" if class_index is not None else ""
+    file = style.save(fig, _out(args, f"cam-{_stem(ckpt)}-{_image_stem(args)}{_safe(cls)}"))
     return _report(args, [{"kind": "cam", "path": str(file), "class": ckpt.class_names[e.class_index],
                            "class_index": e.class_index, "probability": float(e.probabilities[e.class_index]),
                            "target_layer": e.target_layer}])
