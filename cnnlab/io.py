@@ -154,6 +154,13 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
+def _refuse_irregular(path: str | os.PathLike, mode: int) -> None:
+    if stat.S_ISDIR(mode):
+        raise NotARegularFile(f"'{path}' is a folder, not a file")
+    if not stat.S_ISREG(mode):
+        raise NotARegularFile(f"'{path}' is {_kind(mode)}; only regular files are read")
+
+
 def open_regular_file(path: str | os.PathLike, what: str = "file") -> BinaryIO:
     """Open ``path`` for binary reading, refusing anything but a regular file without blocking on it;
     ``what`` names the file in the error for a missing one ("image 'x.png' does not exist").
@@ -163,6 +170,9 @@ def open_regular_file(path: str | os.PathLike, what: str = "file") -> BinaryIO:
     """
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     try:
+        # A stat first, so a FIFO or device is refused without ever being opened (even a non-blocking
+        # open briefly makes a FIFO's writer see a reader); fstat below closes the race that leaves.
+        _refuse_irregular(path, os.stat(path).st_mode)
         fd = os.open(path, flags)
     except FileNotFoundError:
         raise DataError(f"{what} '{path}' does not exist") from None
@@ -171,11 +181,7 @@ def open_regular_file(path: str | os.PathLike, what: str = "file") -> BinaryIO:
     except PermissionError:
         raise DataError(f"{what} '{path}' cannot be read (permission denied)") from None
     try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise NotARegularFile(f"'{path}' is a folder, not a file")
-        if not stat.S_ISREG(mode):
-            raise NotARegularFile(f"'{path}' is {_kind(mode)}; only regular files are read")
+        _refuse_irregular(path, os.fstat(fd).st_mode)
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")

@@ -9,6 +9,8 @@ import pytest
 import torch
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Tests train with fixed settings, so runs compare bitwise; the execution plan has tests of its own.
+os.environ.setdefault("CNNLAB_PLAN", "off")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 REPO = Path(__file__).resolve().parents[1]

@@ -277,8 +277,13 @@ def test_page_docs_and_headers(served):
     assert {"/v1/classify", "/v1/classify/batch", "/v1/cam", "/v1/models", "/livez", "/readyz"} <= set(spec["paths"])
     assert spec["paths"]["/v1/explain"]["post"]["deprecated"] is True
     assert "multipart/form-data" in spec["paths"]["/v1/classify"]["post"]["requestBody"]["content"]
-    docs = c.get("/docs")
-    assert docs.status_code == 200 and "/v1/classify" in docs.text and "<script" not in docs.text
+    docs = c.get("/docs")  # Swagger UI, every file from here and no inline script (the policy forbids them)
+    assert docs.status_code == 200 and "default-src 'self'" in docs.headers["content-security-policy"]
+    scripts = re.findall(r'<script src="([^"]+)"></script>', docs.text)
+    assert scripts and docs.text.count("<script") == len(scripts) and all(s.startswith("/") for s in scripts)
+    for ref in scripts + re.findall(r'href="([^"]+)"', docs.text):
+        assert c.get(ref).status_code == 200, ref
+    assert c.get("/favicon.ico").status_code == 200
 
 
 # --- a model held back on purpose: overload and timeouts ---------------------------------------------

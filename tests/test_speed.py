@@ -105,8 +105,9 @@ def test_bench_infer_rejects_unknown_variants(capsys):
 
 def test_fast_recipe():
     config = build_config(recipe="fast")
-    assert config.model == "lenet5_modern" and config.schedule == "onecycle" and config.channels_last
-    assert config.precision == "fp32"  # bf16 measured slower on CPUs without native bf16 (docs/speed.md)
+    assert config.model == "lenet5_modern" and config.schedule == "onecycle"
+    # layout and precision are measured on the machine (bf16 a candidate only where native: docs/speed.md)
+    assert config.channels_last is None and config.precision == "auto" and config.threads == 0
     assert build_config(recipe="fast", overrides={"epochs": 15}).epochs == 15
 
 
@@ -135,7 +136,7 @@ def test_precision_auto_is_decided_by_the_hardware_and_recorded(native, monkeypa
 
 def test_fast_resnet_recipe():
     config = build_config(recipe="fast-resnet")
-    assert config.model == "resnet20" and config.precision == "auto" and config.channels_last
+    assert config.model == "resnet20" and config.precision == "auto" and config.channels_last is None  # measured
     assert config.epochs == 5 and config.tta_flip
 
 

@@ -13,7 +13,8 @@ def register(subparsers) -> None:
     p.add_argument("images", metavar="IMAGE", nargs="+", help="any image Pillow reads")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--invert", action="store_true", help="invert grey levels (dark object on light paper -> "
-                   "light on dark, as in MNIST-style data)")
+                   "light on dark, as in MNIST-style data); without it, a light background is noticed and inverted "
+                   "for models trained on light items on dark, and said so")
     p.add_argument("--out", metavar="DIR", help="folder for the pictures a task draws (masks, boxes, skeletons)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true")
@@ -32,9 +33,16 @@ def run(args) -> int:
     checkpoint = load_checkpoint(args.checkpoint, device=args.device)
     task = get_task(checkpoint.task)
     predictor = task.predictor(checkpoint, device=args.device)
+    import sys
+
     invert = True if args.invert else None
-    batch = torch.stack([checkpoint.preprocessing.image(open_image(path), invert=invert) for path in args.images])
+    views = [checkpoint.preprocessing.view(open_image(path), invert=invert) for path in args.images]
+    batch = torch.stack([v.tensor for v in views])
     results = predictor.predict_batch(batch, args.top_k)
+    if not args.json:
+        for path, view in zip(args.images, views):
+            for note in view.notes:
+                print(f"cnnlab predict: {path}: {note}", file=sys.stderr)
     from pathlib import Path
 
     out_dir = Path(args.out) if args.out else None
@@ -45,7 +53,8 @@ def run(args) -> int:
         with contextlib.redirect_stdout(io.StringIO()):  # the pictures' paths go into the JSON instead
             written = task.print_predictions(args.images, results, out_dir=out_dir, images=list(batch))
         key = "top" if task.name == "classify" else "prediction"
-        items = [{"image": path, key: task.describe(preds)} for path, preds in zip(args.images, results)]
+        items = [{"image": path, key: task.describe(preds), "inverted": view.inverted, "warnings": view.notes}
+                 for path, preds, view in zip(args.images, results, views)]
         print_json({"predictions": items, "files": written} if written else items)
         return 0
     task.print_predictions(args.images, results, out_dir=out_dir, images=list(batch))

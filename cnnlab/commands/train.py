@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 
 from . import add_verb
@@ -25,6 +26,8 @@ def register(subparsers) -> None:
         if f.name == "model":
             continue
         kind = hints[f.name]
+        if isinstance(kind, types.UnionType):  # ``bool | None``: None is the default (decided by the plan)
+            kind = next(t for t in typing.get_args(kind) if t is not type(None))
         # A bare boolean flag (``--distributed``) means yes; ``--distributed no`` is also accepted.
         p.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", default=None,
                        **({"nargs": "?", "const": "yes"} if kind is bool else {}),

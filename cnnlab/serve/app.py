@@ -9,6 +9,7 @@ server.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import secrets
@@ -22,7 +23,7 @@ from typing import Any, AsyncIterator, Sequence
 import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -33,6 +34,7 @@ from .config import ACCEPTED_FORMATS, ServeConfig
 from .errors import (HTTP_CODES, ServeError, bad_request, body_too_large, image_too_large, invalid_image,
                      not_ready, overloaded, timed_out)
 from .images import Upload, decode_image, parse_body, parse_int
+from .metrics import ServiceMetrics
 from .models import ServedModel
 
 log = logging.getLogger("cnnlab.serve")
@@ -63,22 +65,30 @@ def error_body(code: str, message: str) -> dict[str, str]:
 
 
 class Guard:
-    """Plain ASGI middleware: adds :data:`SECURITY_HEADERS` to every response, and turns any error
-    that escaped the handlers into a JSON 500 (logged here, with its traceback, never sent)."""
+    """Plain ASGI middleware: adds :data:`SECURITY_HEADERS` to every response, turns any error that
+    escaped the handlers into a JSON 500 (logged here, with its traceback, never sent), and counts every
+    request in ``metrics`` (its route, status, latency and, for an error, its ``error_code``)."""
 
-    def __init__(self, app):
+    def __init__(self, app, metrics: ServiceMetrics | None = None):
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        started = False
+        started, status, begun = False, 500, time.perf_counter()
+        error_chunks: list[bytes] = []
 
         async def send_with_headers(message):
-            nonlocal started
+            nonlocal started, status
             if message["type"] == "http.response.start":
-                started = True
+                started, status = True, int(message["status"])
                 message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+                if self.metrics is not None:
+                    route = getattr(scope.get("route"), "path", None) or "other"
+                    self.metrics.request(route, scope.get("method", ""), status, time.perf_counter() - begun)
+            elif message["type"] == "http.response.body" and status >= 400 and sum(map(len, error_chunks)) < 4096:
+                error_chunks.append(message.get("body", b""))  # error bodies are small JSON: read their code
             await send(message)
 
         try:
@@ -88,6 +98,16 @@ class Guard:
             log.exception("internal error (log_id %s) on %s %s", body["log_id"], scope.get("method"), scope.get("path"))
             if not started:
                 await JSONResponse(body, status_code=500)(scope, receive, send_with_headers)
+        if self.metrics is not None and status >= 400:
+            self.metrics.error(_error_code(b"".join(error_chunks), status))
+
+
+def _error_code(body: bytes, status: int) -> str:
+    try:
+        code = json.loads(body).get("error_code")
+    except (ValueError, AttributeError):
+        code = None
+    return str(code) if code else HTTP_CODES.get(status, f"http_{status}")
 
 
 @asynccontextmanager
@@ -112,6 +132,9 @@ class Service:
         self.decode_slots: asyncio.Semaphore | None = None
         self.cam_pool = ThreadPoolExecutor(max_workers=config.cam_workers, thread_name_prefix="cam")
         self.cam_running = 0
+        self.metrics = ServiceMetrics()
+        for name, model in models.items():
+            model.batcher.on_batch = lambda size, name=name: self.metrics.batch(name, size)
 
     # -- lifecycle
     async def start(self) -> None:
@@ -190,12 +213,17 @@ class Service:
 
     async def prepare(self, data: bytes, model: ServedModel, invert: bool | None, index: int | None = None) -> torch.Tensor:
         """Decode (in a worker thread, a few at a time) and shape one image for ``model``."""
+        return (await self.prepare_view(data, model, invert, index)).tensor
 
-        def work() -> torch.Tensor:
+    async def prepare_view(self, data: bytes, model: ServedModel, invert: bool | None, index: int | None = None):
+        """As :meth:`prepare`, with what was done to the image and what looks unusual about it
+        (:class:`~cnnlab.train.meta.InputView`)."""
+
+        def work():
             image = decode_image(data, max_pixels=self.config.max_pixels, max_aspect=self.config.max_aspect_ratio,
                                  index=index)
             try:
-                return model.prepare(image, invert=invert)
+                return model.checkpoint.preprocessing.view(image, invert=invert)
             except ImageTooLarge as e:
                 raise image_too_large(str(e)) from None
             except CnnlabError as e:  # a Pillow mode that cannot become the model's channels, say
@@ -284,7 +312,7 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None
                   description="Classify images with cnnlab checkpoints. Errors are JSON "
                               "`{error_code, error_msg, log_id}`. Accepted formats: " + ", ".join(ACCEPTED_FORMATS))
     app.state.service = service
-    app.add_middleware(Guard)
+    app.add_middleware(Guard, metrics=service.metrics)
 
     # -- errors: always JSON, never a traceback
     @app.exception_handler(ServeError)
@@ -309,6 +337,11 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None
                             status_code=400)
 
     # -- health
+    @app.get("/metrics", summary="Counters in the Prometheus text format: requests, latency, batches, queue, errors")
+    async def metrics() -> Response:
+        depths = {name: m.batcher.pending for name, m in models.items()}
+        return Response(service.metrics.render(depths), media_type="text/plain; version=0.0.4; charset=utf-8")
+
     @app.get("/livez", summary="Liveness: the process answers")
     async def livez() -> dict[str, Any]:
         return {"status": "alive", "uptime_s": round(time.time() - service.started, 3)}
@@ -338,9 +371,10 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None
                                   "use /v1/classify/batch for several")
             model = service.pick(fields.get("model"))
             top_k, invert = common_options(model, fields, config)
-            image = await service.prepare(upload.images[0], model, invert)
-            preds = await model.batcher.submit(image, top_k)
+            view = await service.prepare_view(upload.images[0], model, invert)
+            preds = await model.batcher.submit(view.tensor, top_k)
         return JSONResponse({"log_id": new_log_id(), "model": model.name, **service.answer(model, preds),
+                             "inverted": view.inverted, "warnings": view.notes,
                              "time_ms": round((time.perf_counter() - start) * 1000, 2)})
 
     @app.post("/v1/classify/batch", summary="Top-k classes of several images",
@@ -358,8 +392,9 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None
             async def one(index: int, data: bytes) -> dict[str, Any]:
                 # Each image succeeds or fails on its own; a bad one does not sink the others.
                 try:
-                    image = await service.prepare(data, model, invert, index=index)
-                    return service.answer(model, await model.batcher.submit(image, top_k))
+                    view = await service.prepare_view(data, model, invert, index=index)
+                    return {**service.answer(model, await model.batcher.submit(view.tensor, top_k)),
+                            "inverted": view.inverted, "warnings": view.notes}
                 except ServeError as e:
                     return {"error_code": e.code, "error_msg": e.message}
                 except Exception:  # a bug shows in this image's answer and the log, not in the others'
@@ -415,9 +450,20 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None
         task.add_routes(app, service)  # a task's own endpoints (two images, clips, no image at all ...)
 
     # -- documentation that works offline (the usual Swagger page loads its script from a CDN)
+    # Swagger UI from the fastapi-offline package (no CDN); without it, a plain list of the operations.
+    swagger = _swagger_assets()
+    if swagger is not None:
+        app.mount("/swagger", StaticFiles(directory=swagger), name="swagger")
+
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
+        if swagger is not None:
+            return HTMLResponse(SWAGGER_PAGE)
         return HTMLResponse(render_docs(app.openapi()))
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
 
     # -- the web page
     @app.get("/", include_in_schema=False)
@@ -456,6 +502,27 @@ def _task_handler(service: Service, task):
                              "time_ms": round((time.perf_counter() - start) * 1000, 2)})
 
     return handle
+
+
+# The interactive API page: Swagger UI's own files, started by a script of ours (the page allows no
+# inline scripts).
+SWAGGER_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>cnnlab API</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="/static/favicon.svg"><link rel="stylesheet" href="/swagger/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div><script src="/swagger/swagger-ui-bundle.js"></script>
+<script src="/static/swagger-init.js"></script></body></html>"""
+
+
+def _swagger_assets() -> str | None:
+    """The folder of Swagger UI's files, as the fastapi-offline package vendors them (Swagger UI 5, which
+    reads OpenAPI 3.1), or None where that package is not installed."""
+    try:
+        import importlib.resources
+
+        path = Path(str(importlib.resources.files("fastapi_offline") / "static"))
+    except (ImportError, ModuleNotFoundError):
+        return None
+    return str(path) if (path / "swagger-ui-bundle.js").is_file() and (path / "swagger-ui.css").is_file() else None
 
 
 def render_docs(spec: dict[str, Any]) -> str:

@@ -50,6 +50,7 @@ class MicroBatcher:
         self.threads = threads
         self.batches_run = 0
         self.images_run = 0
+        self.on_batch: Callable[[int], None] | None = None  # told each batch's size (the service's metrics)
         self._queue: asyncio.Queue[_Job] | None = None
         self._arrived: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
@@ -161,6 +162,8 @@ class MicroBatcher:
             else:
                 self.batches_run += 1
                 self.images_run += len(jobs)
+                if self.on_batch is not None:
+                    self.on_batch(len(jobs))
                 for j, result in zip(jobs, results):
                     if not j.future.done():
                         j.future.set_result(result[: j.top_k] if isinstance(result, list) else result)

@@ -55,6 +55,15 @@ def stage_mosaic(maps: torch.Tensor, channels: list[int], cmap) -> np.ndarray:
     return np.concatenate(row, axis=1)
 
 
+def stage_entry(name: str, maps: torch.Tensor, channels: list[int], cmap) -> dict[str, Any]:
+    """One stage for the page: its mosaic, and for each tile the channel it shows and the range its
+    colours span (each tile is scaled to its own minimum and maximum)."""
+    tiles = [{"channel": c, "min": round(float(maps[0, c].min()), 4), "max": round(float(maps[0, c].max()), 4)}
+             for c in channels]
+    return {"name": name, "shape": list(maps.shape[1:]), "tiles": tiles,
+            "png": png_data_url(stage_mosaic(maps, channels, cmap))}
+
+
 def cam_view(model: torch.nn.Module, image: torch.Tensor, preprocessing, class_index: int | None) -> dict[str, Any]:
     """Input view, feature-map mosaics and CAM overlay of one C x H x W uint8 image."""
     cam, features, style = _viz()
@@ -73,9 +82,6 @@ def cam_view(model: torch.nn.Module, image: torch.Tensor, preprocessing, class_i
         "class_index": target,
         "input_png": png_data_url(view),
         "cam_png": png_data_url(style.overlay_heatmap(view, heat)),
-        "feature_maps": [
-            {"name": name, "shape": list(m.shape[1:]),
-             "png": png_data_url(stage_mosaic(m, features.strongest_channels(m, TILES_PER_STAGE), cmap))}
-            for name, m in shown
-        ],
+        "feature_maps": [stage_entry(name, m, features.strongest_channels(m, TILES_PER_STAGE), cmap)
+                         for name, m in shown],
     }

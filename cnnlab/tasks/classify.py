@@ -125,6 +125,11 @@ class ClassificationTask(Task):
             raise DataError(f"{test_set.name}: test images are {test_set.input_size}, training images "
                             f"{train_set.input_size}")
 
+    def data_fields(self, train_set: ImageDataset) -> dict[str, Any]:
+        from ..train.meta import InputStats
+
+        return {**super().data_fields(train_set), "stats": InputStats.of(train_set.images)}
+
     def for_checkpoint(self, dataset: ImageDataset, checkpoint, name: str) -> ImageDataset:
         """``dataset`` labelled with the model's classes, refusing one whose classes are not the model's.
 

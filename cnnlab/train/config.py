@@ -55,15 +55,18 @@ class TrainConfig:
         "help": "stop after this many epochs without a better validation figure (0: off; needs --val-fraction)"})
     grad_clip: float = field(default=0.0, metadata={"help": "clip the gradient norm to this (0: off)"})
     precision: str = field(default="fp32", metadata={
-        "help": "autocast: " + "|".join(PRECISIONS) + " (auto: bf16 where the device has native bf16, else fp32)"})
-    channels_last: bool = field(default=False, metadata={"help": "NHWC memory layout"})
+        "help": "autocast: " + "|".join(PRECISIONS) + " (auto: bf16 where native and measured faster, else fp32)"})
+    channels_last: bool | None = field(default=None, metadata={
+        "help": "NHWC memory layout (default: whichever layout is measured faster, see --plan)"})
+    plan: bool = field(default=True, metadata={
+        "help": "measure layout, threads (and precision when auto) before training; no: NCHW, all threads"})
     ema: float = field(default=0.0, metadata={"help": "weight averaging decay, e.g. 0.999 (0: off)"})
     tta_flip: bool = field(default=False, metadata={"help": "test-time augmentation: average with the mirror"})
     compile: bool = field(default=False, metadata={"help": "torch.compile the model"})
     distributed: bool = field(default=False, metadata={"help": "data-parallel over the processes torchrun starts (DDP)"})
     seed: int = field(default=0, metadata={"help": "random seed (a seeded CPU run is bitwise reproducible)"})
     device: str = field(default="auto", metadata={"help": "cpu|cuda|auto"})
-    threads: int = field(default=0, metadata={"help": "CPU threads (0: torch's default)"})
+    threads: int = field(default=0, metadata={"help": "CPU threads (0: measured, see --plan)"})
     out: str = field(default="", metadata={"help": "run folder (default: runs/MODEL-DATA)"})
     limit_train: int = field(default=0, metadata={"help": "use only the first N training images (0: all)"})
     limit_test: int = field(default=0, metadata={"help": "use only the first N test images (0: all)"})
@@ -120,16 +123,17 @@ RECIPES: dict[str, dict[str, Any]] = {
     "modern": dict(model="lenet5_modern", optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
                    batch_size=128, epochs=10, schedule="onecycle", label_smoothing=0.1, augment="crop,flip"),
     # Fastest to a given accuracy on MNIST-style data on a CPU (measurements: docs/speed.md): data resident
-    # as one tensor, channels-last, one-cycle schedule, label smoothing, flip test-time augmentation.
+    # as one tensor, one-cycle schedule, label smoothing, flip test-time augmentation; layout, threads and
+    # precision (bf16 only where native) measured on the machine before training.
     # A short schedule; give it more epochs (--epochs 15) for a higher accuracy in a longer time.
     "fast": dict(model="lenet5_modern", optimizer="sgd", lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4,
                  batch_size=256, epochs=4, schedule="onecycle", label_smoothing=0.1, augment="flip",
-                 channels_last=True, tta_flip=True),
+                 tta_flip=True, precision="auto"),
     # ≥ 93% on Fashion-MNIST in about 3 minutes on a 2-core CPU with native bf16: a CIFAR-style ResNet-20
-    # with the same schedule, bf16 autocast where the hardware has it (docs/speed.md).
+    # with the same schedule, the execution plan measured likewise (docs/speed.md).
     "fast-resnet": dict(model="resnet20", optimizer="sgd", lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4,
                         batch_size=256, epochs=5, schedule="onecycle", label_smoothing=0.1, augment="flip",
-                        channels_last=True, tta_flip=True, precision="auto"),
+                        tta_flip=True, precision="auto"),
 }
 
 

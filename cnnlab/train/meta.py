@@ -30,7 +30,41 @@ FORMAT = "cnnlab-checkpoint"
 VERSION = 1
 MAX_SIDE = 16384  # larger inputs are refused as implausible, before any allocation
 KNOWN_KEYS = ("format", "version", "stamp", "task", "arch", "arch_kwargs", "class_names", "num_classes",
-              "input_size", "mean", "std", "invert_photos", "dataset", "config", "epoch", "metrics", "torch")
+              "input_size", "mean", "std", "invert_photos", "input_stats", "dataset", "config", "epoch", "metrics",
+              "torch")
+DARK, LIGHT = 80.0, 170.0  # border grey levels (0-255) below which a background is dark, above which light
+FAR = 4.0  # an image whose mean brightness is this many training standard deviations away is unusual
+
+
+@dataclass(frozen=True)
+class InputStats:
+    """What the training images look like, to notice an input that does not: the mean grey level of
+    their one-pixel border (the background), and the mean and spread of their per-image brightness."""
+
+    border: float  # 0-255
+    brightness_mean: float  # 0-255, the mean over images of each image's mean
+    brightness_std: float
+
+    @classmethod
+    def of(cls, images: torch.Tensor) -> "InputStats":
+        """Of uint8 N x C x H x W images (at most 10,000 are read)."""
+        x = images[:10_000].float()
+        border = torch.cat([x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]], -1).mean()
+        per_image = x.mean((1, 2, 3))
+        return cls(round(float(border), 3), round(float(per_image.mean()), 3),
+                   round(max(float(per_image.std()) if len(per_image) > 1 else 0.0, 1.0), 3))
+
+    def to_dict(self) -> dict[str, float]:
+        return {"border": self.border, "brightness_mean": self.brightness_mean, "brightness_std": self.brightness_std}
+
+
+@dataclass
+class InputView:
+    """An image as the model will see it, with what was done to it and what looks unusual about it."""
+
+    tensor: torch.Tensor  # C x H x W uint8
+    inverted: bool
+    notes: list[str]
 
 
 @dataclass(frozen=True)
@@ -42,12 +76,39 @@ class Preprocessing:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     invert: bool = False
+    stats: InputStats | None = None  # of the training images, where the checkpoint recorded them
+
+    def view(self, img, *, invert: bool | None = None) -> InputView:
+        """A Pillow image as the model will see it. With ``invert`` left to the checkpoint and training
+        images of light items on a dark background (MNIST, Fashion-MNIST), a photograph on a light
+        background is inverted, and said so; an image unlike the training images gets a note."""
+        from ..data.images import image_to_uint8
+
+        fitted = image_to_uint8(img, self.input_size, invert=False)
+        notes: list[str] = []
+        chosen = invert if invert is not None else self.invert
+        if invert is None and not self.invert and self.stats is not None:
+            border = _border(fitted)
+            if self.stats.border < DARK and border > LIGHT:
+                chosen = True
+                notes.append(f"inverted the grey levels: the image has a light background ({border:.0f}/255) and "
+                             f"the model was trained on light items on a dark one ({self.stats.border:.0f}/255); "
+                             "pass invert=false to keep it as it is")
+        tensor = 255 - fitted if chosen else fitted
+        if self.stats is not None:
+            border = _border(tensor)
+            if (self.stats.border < DARK) != (border < DARK) and not notes:
+                notes.append(f"the image's background ({border:.0f}/255) is unlike the training images' "
+                             f"({self.stats.border:.0f}/255): the prediction may be meaningless")
+            z = (float(tensor.float().mean()) - self.stats.brightness_mean) / self.stats.brightness_std
+            if abs(z) > FAR:
+                notes.append(f"the image is far from the training images: its brightness is {abs(z):.1f} standard "
+                             f"deviations {'above' if z > 0 else 'below'} theirs, so the prediction may be meaningless")
+        return InputView(tensor, bool(chosen), notes)
 
     def image(self, img, *, invert: bool | None = None) -> torch.Tensor:
         """A Pillow image -> C x H x W uint8 tensor: what the model sees, before normalisation."""
-        from ..data.images import image_to_uint8
-
-        return image_to_uint8(img, self.input_size, invert=self.invert if invert is None else invert)
+        return self.view(img, invert=invert).tensor
 
     def normalize(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 N x C x H x W -> float32 ``(x / 255 - mean) / std`` on the batch's device."""
@@ -90,7 +151,9 @@ class CheckpointMeta:
         return {"format": FORMAT, "version": VERSION, "stamp": self.stamp, **self.extra, "task": self.task,
                 "arch": self.arch, "arch_kwargs": dict(self.arch_kwargs), "class_names": list(self.class_names),
                 "num_classes": self.num_classes, "input_size": list(p.input_size), "mean": list(p.mean),
-                "std": list(p.std), "invert_photos": p.invert, "dataset": self.dataset, "epoch": self.epoch,
+                "std": list(p.std), "invert_photos": p.invert,
+                **({"input_stats": p.stats.to_dict()} if p.stats is not None else {}),
+                "dataset": self.dataset, "epoch": self.epoch,
                 "metrics": self.metrics, "config": self.config, "torch": self.torch_version or torch.__version__}
 
     @classmethod
@@ -132,7 +195,7 @@ class CheckpointMeta:
         invert = _field(data, "invert_photos", bool, bad, default=False)
         return cls(
             arch=arch, arch_kwargs=arch_kwargs, class_names=names,
-            preprocessing=Preprocessing(tuple(size), tuple(mean), tuple(std), invert),
+            preprocessing=Preprocessing(tuple(size), tuple(mean), tuple(std), invert, _stats(data, bad)),
             task=_field(data, "task", str, bad, default="classify"),
             dataset=_field(data, "dataset", str, bad, default="") or "",
             config=_field(data, "config", dict, bad, default={}),
@@ -140,6 +203,25 @@ class CheckpointMeta:
             torch_version=str(data.get("torch", "")), stamp=str(data.get("stamp", "")),
             extra={k: v for k, v in data.items() if k not in KNOWN_KEYS},
         )
+
+
+def _border(image: torch.Tensor) -> float:
+    """Mean grey level of the one-pixel border of a C x H x W image."""
+    x = image.float()
+    return float(torch.cat([x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]], -1).mean())
+
+
+def _stats(data: dict, bad) -> InputStats | None:
+    value = data.get("input_stats")
+    if value is None:
+        return None
+    keys = ("border", "brightness_mean", "brightness_std")
+    if not isinstance(value, dict) or not all(isinstance(value.get(k), (int, float)) and not isinstance(value.get(k), bool)
+                                              and math.isfinite(value[k]) for k in keys):
+        raise bad(f"input_stats must hold the numbers {', '.join(keys)}, not {value!r}")
+    if value["brightness_std"] <= 0:
+        raise bad("input_stats.brightness_std must be positive")
+    return InputStats(*(float(value[k]) for k in keys))
 
 
 def _field(data: dict, key: str, kind: type, bad, *, default: Any = ...) -> Any:

@@ -135,8 +135,6 @@ class Trainer:
             if not self.dist.is_main:  # one voice: rank 0 logs, evaluates and saves
                 self.log, self.show_progress = (lambda s: None), False
         self.device = resolve_device(device_name)
-        if config.precision == "auto":  # decided once, here, and recorded so that a resumed run trains alike
-            config = self.config = dataclasses.replace(config, precision="bf16" if native_bf16(self.device) else "fp32")
         task_name = resumed.task if resumed is not None else task_for_model(config.model, config.task)
         if config.task != task_name:  # recorded, so that the checkpoint says which task it trained
             config = self.config = dataclasses.replace(config, task=task_name)
@@ -155,6 +153,9 @@ class Trainer:
         if self.dist.enabled:
             self.model = distributed.convert_batchnorm(self.model, self.device)
             self._check_shards()
+        self.plan = self._plan()  # layout, threads and precision, measured where the run left them open
+        config = self.config
+        self.task.config = config
         if config.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.steps_per_epoch = math.ceil(len(self.train_set) / config.batch_size)
@@ -180,6 +181,37 @@ class Trainer:
             if extend_to is not None:
                 for scheduler in self.schedulers.values():
                     replan(scheduler, config, self.steps_per_epoch)
+
+    def _plan(self):
+        """Decide what the configuration leaves open (``channels_last`` None, ``threads`` 0, ``precision``
+        auto) by timing a few steps of each candidate, or from the plan cache; recorded in the config,
+        so that the checkpoint (and a resumed run) says what was chosen."""
+        import os
+
+        from . import plan as planning
+
+        c = self.config
+        open_settings = c.channels_last is None or c.threads == 0 or c.precision == "auto"
+        measuring = (open_settings and c.plan and not self.dist.enabled
+                     and os.environ.get("CNNLAB_PLAN", "") not in ("0", "off", "no"))
+        if not measuring:  # the defaults: NCHW, torch's thread count, bf16 only where native and asked for
+            precision = c.precision if c.precision != "auto" else ("bf16" if native_bf16(self.device) else "fp32")
+            self.config = dataclasses.replace(c, channels_last=bool(c.channels_last), precision=precision)
+            if c.threads:
+                torch.set_num_threads(c.threads)
+            return None
+        settings = planning.candidates(threads=c.threads, channels_last=c.channels_last, precision=c.precision,
+                                       device=self.device)
+        key = planning.cache_key(model=c.model, arch_kwargs=self.arch_kwargs, task=self.task.name,
+                                 input_size=self.task.data_fields(self.train_set)["input_size"],
+                                 batch_size=c.batch_size, device=str(self.device), torch_threads=torch.get_num_threads(),
+                                 open=[c.threads == 0, c.channels_last is None, c.precision == "auto"])
+        chosen = planning.choose(settings, planning.training_step_timer(self), key=key)
+        self.config = dataclasses.replace(c, channels_last=chosen.chosen.channels_last, threads=chosen.chosen.threads,
+                                          precision=chosen.chosen.precision)
+        torch.set_num_threads(chosen.chosen.threads)
+        self.log(chosen.describe())
+        return chosen
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -262,9 +294,10 @@ class Trainer:
         data = self.task.data_fields(self.train_set)
         return CheckpointMeta(
             arch=self.config.model, arch_kwargs=self.arch_kwargs, class_names=list(data["class_names"]),
-            preprocessing=Preprocessing(tuple(data["input_size"]), tuple(data["mean"]), tuple(data["std"])),
+            preprocessing=Preprocessing(tuple(data["input_size"]), tuple(data["mean"]), tuple(data["std"]),
+                                        stats=data.get("stats")),
             task=self.task.name, dataset=self.config.data, config=self.config.to_dict(), epoch=self.epoch,
-            metrics=metrics, extra=dict(data["extra"]))
+            metrics=metrics, extra={**data["extra"], **({"plan": self.plan.to_dict()} if self.plan else {})})
 
     # -- the loop
     def train_one_epoch(self, on_step: Callable[[int, float, float], None] | None = None) -> dict[str, float]:
@@ -370,6 +403,7 @@ class Trainer:
                     self.run_log.epoch(record)
                     bar.end_epoch(record)
                     self.log(_epoch_line(record, self.task.shown))
+                    self._watch_throughput(record)
                     if c.early_stopping and self.best and self.epoch - self.best["epoch"] >= c.early_stopping:
                         stopped_early = True
                         self.log(f"early stopping: {self.best['key']} has not improved for {c.early_stopping} "
@@ -386,6 +420,26 @@ class Trainer:
         rate = len(self.train_set) * len(self.history) / seconds if seconds else 0.0
         return TrainResult(self.run_dir, self.history, final, time.perf_counter() - wall, rate, self.best,
                            stopped_early)
+
+    def _watch_throughput(self, record: dict[str, Any]) -> None:
+        """When the plan chose several threads and an epoch ran at less than 40% of the best epoch's speed
+        (other work came onto the machine), time one thread against them again and keep the faster."""
+        from . import plan as planning
+
+        if self.plan is None or self.plan.chosen.threads <= 1 or self.dist.enabled:
+            return
+        rates = [h["train_images_per_second"] for h in self.history]
+        if len(rates) < 2 or rates[-1] >= 0.4 * max(rates[:-1]):
+            return
+        current = self.plan.chosen
+        one = planning.Setting(1, current.channels_last, current.precision)
+        again = planning.choose([current, one], planning.training_step_timer(self))
+        if again.chosen.threads != current.threads:
+            torch.set_num_threads(again.chosen.threads)
+            self.plan = planning.Plan(again.chosen, again.rates, "re-measured")
+            self.config = dataclasses.replace(self.config, threads=again.chosen.threads)
+            self.log(f"throughput fell to {rates[-1]:,.0f} img/s (best {max(rates[:-1]):,.0f}): the machine is busy; "
+                     f"going on with {again.chosen.describe()}")
 
     def _track_best(self, record: dict[str, Any]) -> bool:
         """Is this epoch the best so far by the task's primary figure (on the validation split where there

@@ -56,6 +56,17 @@ function form(file) {
   return f;
 }
 
+function showWarnings(notes) {
+  const box = $("warnings");
+  clear(box);
+  for (const note of notes || []) {
+    const li = document.createElement("li");
+    li.textContent = note;
+    box.appendChild(li);
+  }
+  box.hidden = !(notes && notes.length);
+}
+
 function showResults(answer) {
   const list = $("results");
   clear(list);
@@ -101,7 +112,15 @@ function showCam(view) {
     img.alt = `feature maps of ${stage.name}`;
     const cap = document.createElement("figcaption");
     cap.textContent = `${stage.name} · ${stage.shape.join("×")}`;
-    fig.append(cap, img);
+    const tiles = document.createElement("ol");
+    tiles.className = "tiles";
+    for (const t of stage.tiles || []) {
+      const li = document.createElement("li");
+      li.dataset.channel = t.channel;
+      li.textContent = `channel ${t.channel}: ${t.min.toFixed(2)} … ${t.max.toFixed(2)}`;
+      tiles.appendChild(li);
+    }
+    fig.append(cap, img, tiles);
     box.appendChild(fig);
   }
   $("cam-status").textContent = "";
@@ -114,9 +133,15 @@ async function classify(file) {
   const body = form(file);
   body.append("top_k", $("top-k").value);
   const r = await fetch("/v1/classify", { method: "POST", body });
-  if (!r.ok) { setStatus(await errorText(r), true); return; }
+  if (!r.ok) {
+    $("answer").hidden = true;
+    showWarnings([]);
+    setStatus(await errorText(r), true);
+    return;
+  }
   const answer = await r.json();
   showResults(answer);
+  showWarnings(answer.warnings);
   $("answer").hidden = false;
   setStatus(`Done: ${answer.result[0].keyword}.`);
   document.body.dataset.state = "classified";
