@@ -25,7 +25,11 @@ def run(args) -> int:
     from ..train.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(args.checkpoint, device=args.device)
-    task = get_task(ckpt.task)
+    from ..train.config import TrainConfig
+
+    # an image folder is fitted to the model's input side, not to a side of its own choosing
+    side = ckpt.input_size[-1] if ckpt.input_size[-1] == ckpt.input_size[-2] else 0
+    task = get_task(ckpt.task, TrainConfig(image_size=side))
     name = args.data or ckpt.meta.dataset
     if not name:
         raise DataError("the checkpoint does not say which dataset it was trained on; pass --data")

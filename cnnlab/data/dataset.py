@@ -16,7 +16,7 @@ class ImageDataset:
     """Images and labels held in memory as tensors, with what a model needs to know about them."""
 
     name: str
-    images: torch.Tensor  # N x C x H x W, uint8
+    images: torch.Tensor  # N x C x H x W, uint8 (or LazyImages, decoded per batch: cnnlab.data.lazy)
     labels: torch.Tensor  # N, int64
     class_names: list[str]
     mean: tuple[float, ...]
@@ -38,7 +38,8 @@ class ImageDataset:
     def subset(self, indices: torch.Tensor | Sequence[int] | slice, split: str | None = None) -> "ImageDataset":
         if not isinstance(indices, slice):
             indices = torch.as_tensor(indices, dtype=torch.long)
-        return replace(self, images=self.images[indices], labels=self.labels[indices], split=split or self.split)
+        images = self.images.take(indices) if hasattr(self.images, "take") else self.images[indices]  # lazy stays lazy
+        return replace(self, images=images, labels=self.labels[indices], split=split or self.split)
 
     def random_split(self, fraction: float, seed: int) -> tuple["ImageDataset", "ImageDataset"]:
         """Split off ``fraction`` of the data (seeded) as a validation set: returns (rest, held_out)."""

@@ -8,8 +8,14 @@ folders of both splits, so a class missing from one split cannot shift the label
 class without training images is refused (nothing could learn it); a class without test images is
 a warning (its accuracy cannot be measured); an empty class folder in the plain layout is refused
 (dropping it would silently change the number of classes). Both splits get one input size, decided
-from every image's header. Only regular files are read; anything else with an image suffix (a FIFO,
-a socket) is skipped with a warning.
+from every image's header: ``image_size`` (``--image-size``) when given, else the images' own side
+when all are the same square, else the median of their shorter sides (said in a warning). Only
+regular files are read; anything else with an image suffix (a FIFO, a socket) is skipped with a
+warning.
+
+A folder whose decoded images fit in :data:`IN_MEMORY_BYTES` is decoded once and held as one tensor
+(the fastest for training: nothing is decoded twice); a larger one is read lazily, each batch decoding
+its own files (:class:`cnnlab.data.lazy.LazyImages`), so memory stays flat whatever the folder's size.
 """
 
 from __future__ import annotations
@@ -25,11 +31,14 @@ from ..errors import CnnlabWarning, DataError
 from ..io import is_regular_file, open_regular_file
 from .dataset import ImageDataset, channel_stats
 from .images import image_to_uint8, open_image
+from .lazy import LazyImages, sample_positions
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 HOLDOUT_FRACTION = 0.2
 SPLIT_SEED = 0
-DEFAULT_SIZE = 64  # side of the square input when the images' sizes differ
+MIN_SIDE, MAX_SIDE = 16, 512  # the range a side chosen from the images' own sizes is kept in
+IN_MEMORY_BYTES = 1 << 30  # decoded size up to which a folder is held in memory rather than read lazily
+STATS_SAMPLE = 2000  # images a lazy folder's mean and std are measured on
 GREY_MODES = ("1", "L", "I;16", "I;16B", "I;16L", "I", "F")
 
 
@@ -114,22 +123,41 @@ def folder_input_size(files: list[Path], image_size: int | None = None) -> tuple
     channels = 1 if all(mode in GREY_MODES for mode, _ in headers) else 3
     sizes = {size for _, size in headers}
     if image_size:
-        side = image_size
+        if not MIN_SIDE <= int(image_size) <= 4096:
+            raise DataError(f"--image-size must be between {MIN_SIDE} and 4096 pixels, not {image_size}")
+        side = int(image_size)
     elif len(sizes) == 1 and next(iter(sizes))[0] == next(iter(sizes))[1]:
         side = next(iter(sizes))[0]
     else:
-        side = DEFAULT_SIZE
+        side = median_short_side(size for _, size in headers)
+        warnings.warn(f"the images differ in size ({len(sizes)} sizes); each is fitted to {side} x {side} "
+                      "(the median of their shorter sides); --image-size chooses another side",
+                      CnnlabWarning, stacklevel=3)
     return channels, side, side
 
 
-def load_image_folder(root: Path, split: str, *, image_size: int | None = None) -> ImageDataset:
+def median_short_side(sizes) -> int:
+    """The median of the images' shorter sides, rounded to a multiple of 4 and kept in [MIN_SIDE, MAX_SIDE]."""
+    short = sorted(min(w, h) for w, h in sizes)
+    middle = short[len(short) // 2]
+    return int(min(MAX_SIDE, max(MIN_SIDE, 4 * round(middle / 4))))
+
+
+def load_image_folder(root: Path, split: str, *, image_size: int | None = None,
+                      lazy: bool | None = None) -> ImageDataset:
+    """One split of an image folder; ``lazy`` None decides by the decoded size (see the module docstring)."""
     names, per_split = folder_classes(root, split)
     files = [(f, label) for label, name in enumerate(names) for f in per_split[split][name]]
     if not files:
         raise DataError(f"{root}: no images for the {split} split")
     every_file = [f for s in per_split.values() for fs in s.values() for f in fs]
     input_size = folder_input_size(every_file, image_size)
-    x = torch.stack([image_to_uint8(open_image(f), input_size) for f, _ in files])
     labels = torch.tensor([label for _, label in files], dtype=torch.long)
-    mean, std = channel_stats(x)
+    decoded_bytes = len(files) * input_size[0] * input_size[1] * input_size[2]
+    if lazy or (lazy is None and decoded_bytes > IN_MEMORY_BYTES):
+        x = LazyImages([f for f, _ in files], input_size)
+        mean, std = channel_stats(x[sample_positions(len(x), STATS_SAMPLE)])
+    else:
+        x = torch.stack([image_to_uint8(open_image(f), input_size) for f, _ in files])
+        mean, std = channel_stats(x)
     return ImageDataset(root.name, x, labels, list(names), mean, std, hflip=True, split=split)

@@ -109,7 +109,7 @@ class ClassificationTask(Task):
 
     # --- data
     def load_split(self, name: str, split: str, data_dir: str | None = None) -> ImageDataset:
-        return load_dataset(name, split, data_dir)
+        return load_dataset(name, split, data_dir, image_size=self.config.image_size or None)
 
     def check_data(self, train_set: ImageDataset, test_set: ImageDataset) -> None:
         k = train_set.num_classes

@@ -29,6 +29,8 @@ class TrainConfig:
     task: str = field(default="auto", metadata={"help": "classify|... (auto: the task the model is made for)"})
     data: str = field(default="fashion-mnist-mini", metadata={"help": "dataset name or folder"})
     data_dir: str = field(default="", metadata={"help": "data root (default: $CNNLAB_DATA or the user cache)"})
+    image_size: int = field(default=0, metadata={"help": "side an image folder's images are fitted to (0: their own "
+                                                 "side if all are one square, else the median shorter side)"})
     epochs: int = field(default=10, metadata={"help": "passes over the training set"})
     batch_size: int = field(default=256, metadata={"help": "images per step"})
     optimizer: str = field(default="sgd", metadata={"help": "|".join(OPTIMIZERS)})

@@ -47,8 +47,10 @@ class InputStats:
 
     @classmethod
     def of(cls, images: torch.Tensor) -> "InputStats":
-        """Of uint8 N x C x H x W images (at most 10,000 are read)."""
-        x = images[:10_000].float()
+        """Of uint8 N x C x H x W images (at most 10,000, spread evenly over them, are read)."""
+        from ..data.lazy import sample_positions
+
+        x = images[sample_positions(len(images), 10_000)].float()
         border = torch.cat([x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]], -1).mean()
         per_image = x.mean((1, 2, 3))
         return cls(round(float(border), 3), round(float(per_image.mean()), 3),
