@@ -34,6 +34,24 @@ class Predictor:
         self.input_size = checkpoint.input_size
         self.class_names = checkpoint.class_names
         self.invert = self.preprocessing.invert
+        self.channels_last, self.precision = False, "fp32"
+        self.execution = None  # the inference plan in use (cnnlab.train.plan), once one is chosen
+
+    def plan(self, batch_size: int, *, threads: int = 0, channels_last: bool | None = None, precision: str = "fp32",
+             measure: bool = True):
+        """Choose (by measurement, or from the plan cache) and apply the fastest layout, threads and, with
+        ``precision="auto"``, precision for batches of ``batch_size``; returns the plan. Threads are
+        the caller's to set (``plan.chosen.threads``): a service sets them on its inference thread."""
+        from .train.plan import inference_plan
+
+        chosen = inference_plan(self.model, self.input_size, batch_size=batch_size, device=self.device,
+                                threads=threads, channels_last=channels_last, precision=precision,
+                                name=self.checkpoint.arch, measure=measure)
+        self.channels_last, self.precision = chosen.chosen.channels_last, chosen.chosen.precision
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.execution = chosen
+        return chosen
 
     def prepare(self, img: Image.Image, *, invert: bool | None = None) -> torch.Tensor:
         """C x H x W uint8 input as the model will see it (before normalisation)."""
@@ -41,8 +59,14 @@ class Predictor:
 
     @torch.inference_mode()
     def predict_batch(self, batch_uint8: torch.Tensor, top_k: int = 5) -> list[list[Prediction]]:
-        x = self.preprocessing.normalize(batch_uint8.to(self.device))
-        probs = torch.softmax(self.model(x).float(), dim=1)
+        from .tasks.classify import autocast
+
+        x = self.preprocessing.normalize(batch_uint8.to(self.device))  # N x C x H x W
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, self.precision):
+            logits = self.model(x)
+        probs = torch.softmax(logits.float(), dim=1)
         k = max(1, min(top_k, probs.shape[1]))
         scores, idx = probs.topk(k, dim=1)
         return [

@@ -85,3 +85,63 @@ def test_planning_leaves_the_run_bitwise_as_without_it(isolated_data_root, tmp_p
     torch.set_num_threads(2)
     a, b = load_checkpoint(planned.run_dir).model.state_dict(), load_checkpoint(fixed.run_dir).model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --- inference plans (predict, serve, bench infer) ------------------------------------------------------
+
+def _served_checkpoint(tmp_path):
+    from test_serve_units import make_checkpoint
+
+    return load_checkpoint(make_checkpoint(tmp_path / "ckpt"))
+
+
+def test_an_inference_plan_is_measured_once_and_leaves_the_answers_alone(tmp_path, monkeypatch):
+    from cnnlab.predict import Predictor
+
+    monkeypatch.setenv("CNNLAB_PLAN", "on")
+    monkeypatch.setenv("CNNLAB_PLAN_CACHE", str(tmp_path / "plans.json"))
+    monkeypatch.setattr(planning, "native_bf16", lambda device: False)
+    ckpt = _served_checkpoint(tmp_path)
+    batch = torch.randint(0, 256, (16, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    plain = Predictor(ckpt)
+    expected = plain.predict_batch(batch, 3)
+    planned = Predictor(_served_checkpoint(tmp_path))
+    plan = planned.plan(16, threads=1, channels_last=None)
+    assert plan.source == "measured" and set(plan.rates) == {"1 thread, NCHW, fp32", "1 thread, channels-last, fp32"}
+    assert plan.chosen.precision == "fp32"  # fp32 was asked for: never traded for speed
+    got = planned.predict_batch(batch, 3)
+    assert [[p.index for p in row] for row in got] == [[p.index for p in row] for row in expected]
+    assert max(abs(a.score - b.score) for r, s in zip(got, expected) for a, b in zip(r, s)) < 1e-5
+    again = Predictor(_served_checkpoint(tmp_path)).plan(16, threads=1, channels_last=None)
+    assert again.source == "cache" and again.chosen == plan.chosen
+    other_batch = Predictor(_served_checkpoint(tmp_path)).plan(64, threads=1, channels_last=None, measure=False)
+    assert other_batch.source == "default" and other_batch.chosen == Setting(1, False, "fp32")  # not measured
+
+
+def test_serve_starts_with_the_plan_and_says_which(tmp_path, monkeypatch):
+    from cnnlab.serve import ServeConfig
+    from cnnlab.serve.models import load_models
+
+    monkeypatch.setenv("CNNLAB_PLAN", "on")
+    monkeypatch.setenv("CNNLAB_PLAN_CACHE", str(tmp_path / "plans.json"))
+    ckpt = _served_checkpoint(tmp_path)
+    served = load_models([ckpt], ServeConfig(max_batch=8, threads=0, channels_last=False))
+    model = next(iter(served.values()))
+    execution = model.info()["execution"]
+    assert execution["source"] == "measured" and len(execution["rates"]) == len({1, torch.get_num_threads()})
+    assert model.batcher.threads == execution["chosen"]["threads"]  # the inference thread runs as measured
+    fixed = next(iter(load_models([ckpt], ServeConfig(threads=1, channels_last=True)).values()))
+    assert fixed.info()["execution"]["source"] == "given" and fixed.predictor.channels_last
+
+
+def test_bench_infer_reports_the_planned_variant(tmp_path, monkeypatch):
+    from cnnlab.bench.infer import measure
+
+    monkeypatch.setenv("CNNLAB_PLAN", "on")
+    monkeypatch.setenv("CNNLAB_PLAN_CACHE", str(tmp_path / "plans.json"))
+    monkeypatch.setattr(planning, "native_bf16", lambda device: False)
+    result = measure("lenet5_modern", batch_sizes=[1, 8], variants=["eager", "planned"], seconds=0.05, rounds=1)
+    plan = result["plans"]["planned"]
+    assert set(plan["rates"]) == {"1 thread, NCHW, fp32", "1 thread, channels-last, fp32"}
+    assert result["quality"]["planned"] == 1.0  # same classes as eager on every random image
+    assert result["images_per_second"]["8"]["planned"] > 0

@@ -6,6 +6,8 @@ Variants (each a function ``normalised images -> logits``):
 - ``folded``: batch norms folded into the convolutions before them (:mod:`cnnlab.deploy.fold`);
 - ``folded+cl``: folded, channels-last (NHWC) memory layout for model and input;
 - ``folded+cl+bf16``: as above under bf16 autocast (fast where the CPU has native bf16 dot products);
+- ``planned``: folded, in the layout and precision the execution plan measures fastest for this model
+  at the largest batch size (:func:`cnnlab.train.plan.inference_plan`: what ``serve`` and ``predict`` use);
 - ``compiled``: folded, channels-last, ``torch.compile`` (only with ``--compile``: compiling takes minutes);
 - ``onnxruntime``: the ONNX export run by ONNX Runtime, fp32;
 - ``onnxruntime-int8``: the same, statically quantised to int8 on calibration images from the training split.
@@ -31,8 +33,8 @@ from ..errors import ConfigError
 from . import hardware
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
-VARIANTS = ("eager", "folded", "folded+cl", "folded+cl+bf16", "compiled", "onnxruntime", "onnxruntime-int8")
-DEFAULT_VARIANTS = tuple(v for v in VARIANTS if v != "compiled")
+VARIANTS = ("eager", "folded", "folded+cl", "folded+cl+bf16", "planned", "compiled", "onnxruntime", "onnxruntime-int8")
+DEFAULT_VARIANTS = tuple(v for v in VARIANTS if v != "compiled")  # compiling takes minutes: asked for
 
 
 def register(subparsers) -> None:
@@ -62,8 +64,9 @@ def _channels_last(forward: Forward) -> Forward:
 
 
 def build_variants(model: nn.Module, names: list[str], input_size: tuple[int, int, int], calibration: torch.Tensor,
-                   workdir: Path, threads: int) -> dict[str, Forward]:
-    """Each requested variant of ``model`` as an inference function."""
+                   workdir: Path, threads: int, *, plan_batch: int = 64, plans: dict | None = None) -> dict[str, Forward]:
+    """Each requested variant of ``model`` as an inference function; the ``planned`` variant's plan is
+    put into ``plans``."""
     from ..deploy import export_onnx, fold_batchnorm, onnx_runner, quantize_onnx
 
     model = model.eval()
@@ -82,6 +85,24 @@ def build_variants(model: nn.Module, names: list[str], input_size: tuple[int, in
                 with torch.autocast("cpu", dtype=torch.bfloat16):
                     return m(x.contiguous(memory_format=torch.channels_last)).float()
             out[name] = bf16
+        elif name == "planned":
+            from ..tasks.classify import autocast
+            from ..train.plan import inference_plan
+
+            plan = inference_plan(folded, input_size, batch_size=plan_batch, threads=threads, channels_last=None,
+                                  precision="auto", name=f"folded {type(model).__name__}")
+            if plans is not None:
+                plans[name] = plan.to_dict() | {"described": plan.describe()}
+            planned = fold_batchnorm(model)
+            if plan.chosen.channels_last:
+                planned = planned.to(memory_format=torch.channels_last)
+
+            def run_planned(x: torch.Tensor, m=planned, setting=plan.chosen) -> torch.Tensor:
+                if setting.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with autocast(x.device, setting.precision):
+                    return m(x).float()
+            out[name] = run_planned
         elif name == "compiled":
             out[name] = _channels_last(torch.compile(folded_cl))
         elif name in ("onnxruntime", "onnxruntime-int8"):
@@ -164,7 +185,11 @@ def measure(model_arg: str, *, batch_sizes: list[int], variants: list[str], seco
         model, input_size, images, labels, calib, label = _load(model_arg, data, data_dir, limit_test, image_size)
         with tempfile.TemporaryDirectory() as tmp:
             log(f"building {len(variants)} variants of {label} ...")
-            forwards = build_variants(model, variants, input_size, calib, Path(tmp), threads)
+            plans: dict = {}
+            forwards = build_variants(model, variants, input_size, calib, Path(tmp), threads,
+                                      plan_batch=max(batch_sizes), plans=plans)
+            for described in plans.values():
+                log(described["described"])
             eager_pred = score(model, images)
             quality = {}
             for name, f in forwards.items():
@@ -183,7 +208,7 @@ def measure(model_arg: str, *, batch_sizes: list[int], variants: list[str], seco
         torch.set_num_threads(previous)
     return {"model": label, "input_size": list(input_size), "threads": threads, "metric":
             "test_top1" if labels is not None else "top1_agreement_with_eager", "samples": len(images),
-            "quality": quality, "images_per_second": {str(b): v for b, v in rates.items()},
+            "quality": quality, "plans": plans, "images_per_second": {str(b): v for b, v in rates.items()},
             "speedup": {str(b): {n: v / rates[b]["eager"] for n, v in rates[b].items()} for b in batch_sizes
                         if "eager" in rates[b]}, "hardware": hardware()}
 
@@ -217,4 +242,9 @@ def run(args) -> int:
     for b in batch_sizes:
         ratios = "  ".join(f"{n} {s:.2f}x" for n, s in result["speedup"][str(b)].items() if n != "eager")
         print(f"speed-up over eager fp32 at batch {b}: {ratios}")
+    if 1 in batch_sizes:
+        print("latency at batch 1 (best round): " + "  ".join(
+            f"{n} {1000.0 / r:.2f} ms" for n, r in result["images_per_second"]["1"].items() if r > 0))
+    for plan in result["plans"].values():
+        print(plan["described"])
     return 0

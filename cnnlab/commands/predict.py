@@ -6,6 +6,9 @@ from . import add_verb
 from ..console import print_json
 
 
+PLAN_FROM_IMAGES = 64  # images from which predict measures an execution plan
+
+
 def register(subparsers) -> None:
     p = add_verb(subparsers, "predict", help="classify image files with a checkpoint",
                  example="cnnlab predict runs/lenet5 shoe.png shirt.jpg --top-k 3")
@@ -17,6 +20,8 @@ def register(subparsers) -> None:
                    "for models trained on light items on dark, and said so")
     p.add_argument("--out", metavar="DIR", help="folder for the pictures a task draws (masks, boxes, skeletons)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0,
+                   help=f"torch threads (0: from the execution plan, measured for {PLAN_FROM_IMAGES} images or more)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
@@ -33,6 +38,10 @@ def run(args) -> int:
     checkpoint = load_checkpoint(args.checkpoint, device=args.device)
     task = get_task(checkpoint.task)
     predictor = task.predictor(checkpoint, device=args.device)
+    if hasattr(predictor, "plan"):
+        # Measuring costs about as much as a few batches: worth it only for many images; a cached plan is free.
+        plan = predictor.plan(len(args.images), threads=args.threads, measure=len(args.images) >= PLAN_FROM_IMAGES)
+        torch.set_num_threads(plan.chosen.threads)
     import sys
 
     invert = True if args.invert else None

@@ -27,7 +27,13 @@ def register(subparsers) -> None:
     p.add_argument("--keep-alive", type=float, default=5.0, help="seconds an idle connection stays open between requests")
     p.add_argument("--max-connections", type=int, default=1000,
                    help="open connections; beyond, 503 at once (also kept below the open-file limit)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads for inference (0: torch's default; 1 is best for small models)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads for inference (0: measured at start-up)")
+    p.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
+                   help="memory layout for inference (auto: measured at start-up)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "auto"],
+                   help="inference precision (auto: bf16 where native, if measured faster)")
+    p.add_argument("--no-plan", action="store_true",
+                   help="measure nothing at start-up: torch's threads, NCHW, the given precision")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=run)
 
@@ -39,7 +45,9 @@ def config_from_args(args):
                        queue_size=args.queue_size, max_body_bytes=int(args.max_body_mb * 1024 * 1024),
                        max_pixels=args.max_pixels, max_aspect_ratio=args.max_aspect, request_timeout_s=args.timeout,
                        header_timeout_s=args.header_timeout, keep_alive_s=args.keep_alive,
-                       max_connections=args.max_connections, threads=args.threads)
+                       max_connections=args.max_connections, threads=args.threads,
+                       channels_last={"auto": None, "on": True, "off": False}[args.channels_last],
+                       precision=args.precision, plan=not args.no_plan)
 
 
 def run(args) -> int:

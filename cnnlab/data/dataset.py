@@ -38,7 +38,9 @@ class ImageDataset:
     def subset(self, indices: torch.Tensor | Sequence[int] | slice, split: str | None = None) -> "ImageDataset":
         if not isinstance(indices, slice):
             indices = torch.as_tensor(indices, dtype=torch.long)
-        images = self.images.take(indices) if hasattr(self.images, "take") else self.images[indices]  # lazy stays lazy
+        from .lazy import LazyImages
+
+        images = self.images.take(indices) if isinstance(self.images, LazyImages) else self.images[indices]  # lazy stays lazy
         return replace(self, images=images, labels=self.labels[indices], split=split or self.split)
 
     def random_split(self, fraction: float, seed: int) -> tuple["ImageDataset", "ImageDataset"]:

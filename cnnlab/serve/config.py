@@ -41,7 +41,10 @@ class ServeConfig:
     max_batch_images: int = 64  # images in one /v1/classify/batch request
     decode_workers: int = 4  # images decoded at once (each decoded image may hold up to max_pixels * 4 bytes)
     cam_workers: int = 1  # Grad-CAM views (a backward pass each) computed at once
-    threads: int = 0  # torch threads per inference thread; 0: torch's default (1 suits small models best)
+    threads: int = 0  # torch threads per inference thread; 0: measured at start-up with the layout (the plan)
+    channels_last: bool | None = None  # memory layout; None: measured at start-up
+    precision: str = "fp32"  # fp32 | bf16 | fp16 | auto (auto: bf16 where native, measured against fp32)
+    plan: bool = True  # measure what is left open at start-up (cached per machine, model and batch size)
     graceful_shutdown_s: float = 30.0  # on SIGTERM, how long requests in flight may take to finish
     default_top_k: int = 5
 
@@ -65,6 +68,7 @@ class ServeConfig:
             "max_aspect_ratio": self.max_aspect_ratio >= 1,
             "graceful_shutdown_s": self.graceful_shutdown_s >= 0,
             "threads": self.threads >= 0,
+            "precision": self.precision in ("fp32", "bf16", "fp16", "auto"),
             "default_top_k": self.default_top_k >= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]

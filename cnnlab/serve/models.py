@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,8 @@ class ServedModel:
             "dataset": meta.dataset,
             "epoch": meta.epoch,
             "parameters": sum(p.numel() for p in self.predictor.model.parameters()),
+            "execution": (self.predictor.execution.to_dict()
+                          if getattr(self.predictor, "execution", None) is not None else None),
         }
 
 
@@ -113,10 +116,16 @@ def load_models(specs: Sequence[str | Path | Checkpoint], config: ServeConfig, *
                 n += 1
             name = f"{base}-{n}"
         predictor = get_task(ckpt.task).predictor(ckpt, device=device)
+        threads = config.threads
+        if hasattr(predictor, "plan"):  # a predictor that can take an execution plan gets one
+            plan = predictor.plan(config.max_batch, threads=config.threads, channels_last=config.channels_last,
+                                  precision=config.precision, measure=config.plan)
+            threads = plan.chosen.threads
+            logging.getLogger("uvicorn.error").info("%s: %s", name, plan.describe())
         # The batcher's thread calls predict_batch(N x C x H x W uint8, top_k) -> top-k per image.
         batcher = MicroBatcher(predictor.predict_batch, max_batch=config.max_batch,
                                max_wait_s=config.max_wait_ms / 1000.0, queue_size=config.queue_size, name=name,
-                               threads=config.threads)
+                               threads=threads)
         served[name] = ServedModel(name=name, checkpoint=ckpt, predictor=predictor,
                                    roots=class_roots(predictor.class_names, ckpt.meta.to_dict()), batcher=batcher)
     return served

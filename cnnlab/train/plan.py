@@ -62,7 +62,7 @@ class Plan:
 
 def candidates(*, threads: int, channels_last: bool | None, precision: str, device: torch.device) -> list[Setting]:
     """The settings left open: threads 0 -> 1 and all; layout None -> both; precision auto -> fp32 and,
-    where native, bf16."""
+    where native, bf16 (and fp16 on a GPU)."""
     all_threads = torch.get_num_threads()
     thread_options = [threads] if threads else sorted({1, all_threads})
     if device.type != "cpu":
@@ -70,8 +70,8 @@ def candidates(*, threads: int, channels_last: bool | None, precision: str, devi
     layouts = [channels_last] if channels_last is not None else [False, True]
     if precision != "auto":
         precisions = [precision]
-    else:
-        precisions = ["fp32", "bf16"] if native_bf16(device) else ["fp32"]
+    else:  # fp16 only on a GPU (CPUs have no fast fp16 path); bf16 only where its dot products are native
+        precisions = ["fp32"] + (["bf16"] if native_bf16(device) else []) + (["fp16"] if device.type == "cuda" else [])
     return [Setting(t, cl, p) for t in thread_options for cl in layouts for p in precisions]
 
 
@@ -188,3 +188,62 @@ def training_step_timer(trainer) -> Callable[[Setting], int]:
             torch.set_rng_state(state)
 
     return guarded
+
+
+# --- inference (predict, serve, bench infer) -------------------------------------------------------------
+
+def planning_enabled() -> bool:
+    """False when ``CNNLAB_PLAN`` is 0/off/no: every caller then keeps the defaults and measures nothing."""
+    return os.environ.get("CNNLAB_PLAN", "") not in ("0", "off", "no")
+
+
+def inference_step_timer(model: torch.nn.Module, input_size: tuple[int, int, int], batch_size: int,
+                         device: torch.device) -> Callable[[Setting], int]:
+    """A function that runs one forward pass of ``batch_size`` random inputs under a setting, on copies
+    of ``model`` (one per layout), leaving ``model`` itself as it is."""
+    from ..tasks.classify import autocast
+
+    x = torch.randn(batch_size, *input_size, generator=torch.Generator().manual_seed(0)).to(device)  # B x C x H x W
+    copies: dict[bool, torch.nn.Module] = {}
+
+    @torch.inference_mode()
+    def step(setting: Setting) -> int:
+        if setting.channels_last not in copies:
+            m = copy.deepcopy(model).eval()
+            copies[setting.channels_last] = m.to(memory_format=torch.channels_last) if setting.channels_last else m
+        inputs = x.contiguous(memory_format=torch.channels_last) if setting.channels_last else x
+        with autocast(device, setting.precision):
+            copies[setting.channels_last](inputs)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return batch_size
+
+    return step
+
+
+def inference_plan(model: torch.nn.Module, input_size: tuple[int, int, int], *, batch_size: int,
+                   device: torch.device | str = "cpu", threads: int = 0, channels_last: bool | None = None,
+                   precision: str = "fp32", name: str = "", measure: bool = True, steps: int = 3) -> Plan:
+    """The fastest forward-pass setting of ``model`` at ``batch_size`` among those left open (``threads``
+    0, ``channels_last`` None, ``precision`` auto: fp32 or, where native, bf16).
+
+    A cached choice is used when there is one; otherwise the candidates are timed, unless ``measure``
+    is False (a run too short to pay the measurement back) or planning is switched off, when the
+    defaults (torch's threads, NCHW, fp32 unless asked otherwise) are returned as the "default" plan.
+    """
+    device = torch.device(device)
+    settings = candidates(threads=threads, channels_last=channels_last, precision=precision, device=device)
+    if len(settings) == 1:
+        return Plan(settings[0], {}, "given")
+    key = cache_key(kind="infer", model=name or type(model).__name__,
+                    parameters=sum(p.numel() for p in model.parameters()), input_size=list(input_size),
+                    batch_size=batch_size, device=device.type, threads=threads, channels_last=channels_last,
+                    precision=precision)
+    hit = cached(key)
+    if hit is not None and hit.chosen in settings:
+        return hit
+    if not (measure and planning_enabled()):
+        default = Setting(threads or torch.get_num_threads(), bool(channels_last),
+                          precision if precision != "auto" else "fp32")
+        return Plan(default, {}, "default")
+    return choose(settings, inference_step_timer(model, input_size, batch_size, device), key=key, steps=steps)
