@@ -237,7 +237,7 @@ class RecipePipeline:
     """A cnnlab recipe run through :class:`~cnnlab.train.trainer.Trainer`, one epoch at a time."""
 
     def __init__(self, recipe: str, data: str, data_dir: str, limit_train: int, limit_test: int, epochs: int,
-                 threads: int):
+                 threads: int, **overrides: Any):
         import tempfile
 
         from ..train.config import build_config
@@ -246,7 +246,8 @@ class RecipePipeline:
         self._tmp = tempfile.TemporaryDirectory()
         config = build_config(recipe=recipe, overrides=dict(data=data, data_dir=data_dir, limit_train=limit_train,
                                                             limit_test=limit_test, out=self._tmp.name, threads=threads,
-                                                            **({"epochs": epochs} if recipe == "textbook" else {})))
+                                                            **({"epochs": epochs} if recipe == "textbook" else {}),
+                                                            **overrides))
         self.trainer = Trainer(config, progress=False, log=lambda s: None)
 
     def train_epoch(self) -> int:

@@ -136,6 +136,14 @@ RECIPES: dict[str, dict[str, Any]] = {
     "fast-resnet": dict(model="resnet20", optimizer="sgd", lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4,
                         batch_size=256, epochs=5, schedule="onecycle", label_smoothing=0.1, augment="flip",
                         tta_flip=True, precision="auto"),
+    # Longer schedules of the same network for the higher goals of `cnnlab bench records` (docs/speed.md):
+    # random crops join the flips once there are epochs enough for them to pay.
+    "record-94": dict(model="resnet20", optimizer="sgd", lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                      batch_size=256, epochs=8, schedule="onecycle", label_smoothing=0.1, augment="crop,flip",
+                      tta_flip=True, precision="auto"),
+    "record-95": dict(model="resnet20", optimizer="sgd", lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                      batch_size=256, epochs=24, schedule="onecycle", label_smoothing=0.1, augment="crop,flip",
+                      tta_flip=True, ema=0.999, precision="auto"),
 }
 
 
