@@ -58,8 +58,16 @@ def export_metadata(ckpt) -> dict[str, str]:
         "preprocessing": (f"{'greyscale' if c == 1 else 'RGB'} image resized (shorter side) and centre-cropped to "
                           f"{h}x{w}{', grey levels inverted' if p.invert else ''}; N x {c} x {h} x {w} float32 "
                           f"(pixel / 255 - mean) / std"),
-        "output": f"logits N x {len(ckpt.class_names)}, in class_names order",
+        "output": f"logits N x {' x '.join(map(str, _output_shape(ckpt)[1:]))}, in class_names order",
     }
+
+
+def _output_shape(ckpt) -> tuple[int, ...]:
+    """The model's output shape for one image (N x K, or N x K x H x W for per-pixel scores)."""
+    import torch
+
+    with torch.no_grad():
+        return tuple(ckpt.model.eval()(torch.zeros(1, *ckpt.preprocessing.input_size)).shape)
 
 
 def export_checkpoint(checkpoint: str | Path, fmt: str = "onnx", out: str | Path | None = None, *,

@@ -439,7 +439,7 @@ class SegmentationTask(Task):
         for row, (i, pred) in enumerate(zip(order, preds)):
             truth = data.masks[i].long()
             shown = torch.where(truth == IGNORE, torch.zeros_like(truth), truth)
-            style.show_image(axes[row][0], data.images[i].numpy(), f"image {i}")
+            style.show_image(axes[row][0], style.chw_to_display(data.images[i].numpy()), f"image {i}")
             axes[row][1].imshow(np.asarray(overlay(data.images[i], shown, data.class_names, legend=False)))
             axes[row][1].set_title("ground truth")
             axes[row][2].imshow(np.asarray(overlay(data.images[i], pred.mask, data.class_names, legend=False)))
