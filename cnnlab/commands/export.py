@@ -37,7 +37,12 @@ def check_images(ckpt, count: int, data_dir: str):
         try:
             from ..data import load_dataset
 
-            test = load_dataset(dataset, "test", data_dir or None, download_missing=False)
+            if ckpt.task == "classify":
+                test = load_dataset(dataset, "test", data_dir or None, download_missing=False)
+            else:  # the task's own kind of data (scenes, COCO / VOC folders)
+                from ..tasks import get_task
+
+                test = get_task(ckpt.task).load_split(dataset, "test", data_dir or None)
             if tuple(test.input_size) == tuple(ckpt.input_size):
                 return ckpt.preprocessing.normalize(test.images[:count]), f"{dataset} test images"
         except CnnlabError:

@@ -470,6 +470,7 @@ class SegmentationPredictor:
         self.device = torch.device(device)
         self.model = checkpoint.model.to(self.device).eval()
         self.class_names = list(checkpoint.class_names)
+        self.input_size = tuple(checkpoint.preprocessing.input_size)
 
     @torch.no_grad()
     def predict_batch(self, images: torch.Tensor, top_k: int | None = None, **options: Any) -> list[SegmentationPrediction]:
