@@ -112,3 +112,7 @@ def test_serve_segment_answers_png_and_rle(trained):
         assert bad.status_code == 400 and "format" in json.dumps(bad.json())
         junk = client.post("/v1/segment", files={"image": ("x.png", b"not an image", "image/png")})
         assert junk.status_code in (400, 415, 422)
+        page = client.get("/").text
+        assert "/static/segment.js" in page and 'id="segment-overlay"' in page
+        assert "/v1/segment" in client.get("/static/segment.js").text
+        assert any(m["task"] == "segment" for m in client.get("/v1/models").json()["models"])
