@@ -37,7 +37,12 @@ def check_images(ckpt, count: int, data_dir: str):
         try:
             from ..data import load_dataset
 
-            test = load_dataset(dataset, "test", data_dir or None, download_missing=False)
+            if ckpt.task == "classify":
+                test = load_dataset(dataset, "test", data_dir or None, download_missing=False)
+            else:  # the task's own kind of data (scenes, COCO / VOC folders)
+                from ..tasks import get_task
+
+                test = get_task(ckpt.task).load_split(dataset, "test", data_dir or None)
             if tuple(test.input_size) == tuple(ckpt.input_size):
                 return ckpt.preprocessing.normalize(test.images[:count]), f"{dataset} test images"
         except CnnlabError:
@@ -58,8 +63,16 @@ def export_metadata(ckpt) -> dict[str, str]:
         "preprocessing": (f"{'greyscale' if c == 1 else 'RGB'} image resized (shorter side) and centre-cropped to "
                           f"{h}x{w}{', grey levels inverted' if p.invert else ''}; N x {c} x {h} x {w} float32 "
                           f"(pixel / 255 - mean) / std"),
-        "output": f"logits N x {len(ckpt.class_names)}, in class_names order",
+        "output": f"logits N x {' x '.join(map(str, _output_shape(ckpt)[1:]))}, in class_names order",
     }
+
+
+def _output_shape(ckpt) -> tuple[int, ...]:
+    """The model's output shape for one image (N x K, or N x K x H x W for per-pixel scores)."""
+    import torch
+
+    with torch.no_grad():
+        return tuple(ckpt.model.eval()(torch.zeros(1, *ckpt.preprocessing.input_size)).shape)
 
 
 def export_checkpoint(checkpoint: str | Path, fmt: str = "onnx", out: str | Path | None = None, *,

@@ -83,6 +83,7 @@ class Task(abc.ABC):
     shown: ClassVar[tuple[str, ...]] = ()  # scalars shown in the epoch line, besides the loss
     primary: ClassVar[str] = "loss"  # the scalar that says how good a model is
     higher_is_better: ClassVar[bool] = False
+    default_data: ClassVar[str] = ""  # the dataset a run uses when the configuration keeps the classification default
 
     def __init__(self, config=None):
         from ..train.config import TrainConfig
@@ -106,6 +107,25 @@ class Task(abc.ABC):
     def for_checkpoint(self, dataset, checkpoint, name: str):
         """``dataset`` as ``checkpoint``'s model sees it (its classes, in its order), or refused in one line."""
         return dataset
+
+    def init_from(self, model: nn.Module, run_dir: str) -> str:
+        """Start ``model`` from the checkpoint in ``run_dir`` (``--init-from``): a model with an
+        ``encoder_from(classifier)`` method takes what it can use (a segmentation encoder from a
+        classifier's trunk), any other takes every tensor whose name and shape match. Returns what was done."""
+        from ..errors import ConfigError
+        from ..train.checkpoint import load_checkpoint
+
+        source = load_checkpoint(run_dir).model
+        if hasattr(model, "encoder_from"):
+            copied = int(model.encoder_from(source))
+        else:
+            own = model.state_dict()
+            matched = {k: v for k, v in source.state_dict().items() if k in own and own[k].shape == v.shape}
+            model.load_state_dict(matched, strict=False)
+            copied = len(matched)
+        if copied == 0:
+            raise ConfigError(f"--init-from {run_dir}: none of its layers fits {type(model).__name__}")
+        return f"started {copied} layers from {run_dir}"
 
     def check_meta(self, model: nn.Module, meta, what: str) -> None:
         """Refuse checkpoint metadata that does not fit ``model`` (built on the meta device)."""

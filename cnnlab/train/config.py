@@ -15,7 +15,7 @@ from ..errors import ConfigError, unknown_name
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
-LOSSES = ("cross_entropy", "mse", "l1", "hinge")
+LOSSES = ("cross_entropy", "mse", "l1", "hinge", "dice", "cross_entropy+dice")  # the last two: segmentation
 INITS = ("default", "xavier", "kaiming")
 AUGMENTS = ("crop", "flip", "erase", "color", "trivial", "randaug", "mixup", "cutmix")
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
@@ -44,6 +44,10 @@ class TrainConfig:
     step_gamma: float = field(default=0.1, metadata={"help": "step schedule: decay factor"})
     loss: str = field(default="cross_entropy", metadata={"help": "|".join(LOSSES)})
     label_smoothing: float = field(default=0.0, metadata={"help": "cross-entropy label smoothing"})
+    class_weights: str = field(default="", metadata={
+        "help": "segmentation: per-class loss weights, 'median' (median frequency balancing) or a comma list"})
+    init_from: str = field(default="", metadata={
+        "help": "a run folder whose model starts this one (a classifier's trunk starts a segmentation encoder)"})
     init: str = field(default="default", metadata={"help": "weight init: " + "|".join(INITS)})
     augment: str = field(default="", metadata={"help": "comma list of " + "|".join(AUGMENTS) + " (flip only where valid)"})
     crop_padding: int = field(default=2, metadata={"help": "padding for random crops"})

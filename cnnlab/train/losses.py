@@ -45,6 +45,10 @@ def make_criterion(name: str, *, label_smoothing: float = 0.0) -> nn.Module:
         return OneHotRegression(name)
     if name == "hinge":
         return MultiClassHinge()
+    if name in ("dice", "cross_entropy+dice"):
+        from ..errors import ConfigError
+
+        raise ConfigError(f"{name} is a segmentation loss; classification uses cross_entropy, mse, l1 or hinge")
     raise ValueError(f"unknown loss '{name}'")
 
 

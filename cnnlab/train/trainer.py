@@ -139,6 +139,9 @@ class Trainer:
         if config.task != task_name:  # recorded, so that the checkpoint says which task it trained
             config = self.config = dataclasses.replace(config, task=task_name)
         self.task = get_task(task_name, config)
+        if self.task.default_data and config.data == TrainConfig.data and resumed is None:
+            config = self.config = dataclasses.replace(config, data=self.task.default_data)
+            self.task.config = config
         self.run_dir = Path(config.out or f"runs/{config.model}-{Path(config.data).name}")
 
         self.train_set, self.val_set, self.test_set = self._load_data()
@@ -149,6 +152,8 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.model = create_model(config.model, **self.arch_kwargs)
         initialise(self.model, config.init)
+        if config.init_from and resumed is None:
+            self.log(self.task.init_from(self.model, config.init_from))
         self.model.to(self.device)
         if self.dist.enabled:
             self.model = distributed.convert_batchnorm(self.model, self.device)

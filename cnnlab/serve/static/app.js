@@ -128,6 +128,8 @@ function showCam(view) {
 
 async function classify(file) {
   if (!file) return;
+  const chosen = models.find((m) => m.name === $("model").value);
+  if (chosen && chosen.task === "segment" && window.cnnlabSegment) return window.cnnlabSegment(file, form(file));
   $("original").src = URL.createObjectURL(file);
   setStatus(`Classifying ${file.name || "image"}…`);
   const body = form(file);
