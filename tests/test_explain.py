@@ -108,7 +108,7 @@ def test_cli_explain_conv_prints_the_size_formula_with_the_kernel_subtracted(cap
 
 def test_one_by_one_convolution_is_the_decks_fully_connected_example():
     # Slide "1*1 的卷积核": 0.5, 0.3 and 0.2 times three channels sum to 2.6 3.8 5.0 / 3.8 5.0 6.2 / 5.0 6.2 7.4.
-    out = ex.explain_fc(**ex.FC_EXAMPLE).result["output"]
+    out = ex.explain_conv(**ex.CONV_EXAMPLES["one-by-one"]).result["output"]
     np.testing.assert_allclose(out, [[2.6, 3.8, 5.0], [3.8, 5.0, 6.2], [5.0, 6.2, 7.4]], atol=1e-12)
 
 
@@ -197,3 +197,55 @@ def test_cli_explain_conv_json_with_own_matrices(capsys):
 def test_cli_explain_bad_input_is_one_line(capsys, argv):
     code, out, err = run_cli(capsys, *argv)
     assert code == 1 and err.startswith("cnnlab explain: error:") and err.count("\n") == 1
+
+
+def test_fc_is_a_matrix_vector_product_checked_against_torch_linear(capsys):
+    e = ex.explain_fc(**ex.FC_EXAMPLE)
+    w, b = torch.tensor(ex.FC_EXAMPLE["weights"]), torch.tensor(ex.FC_EXAMPLE["bias"])
+    want = torch.nn.functional.linear(torch.tensor(ex.FC_EXAMPLE["x"]).reshape(1, -1), w, b)[0].numpy()
+    np.testing.assert_allclose(e.result["output"], want, rtol=1e-12)
+    np.testing.assert_allclose(e.result["output"], [6.5, 7.7, -1.0], rtol=1e-12)  # by hand: 2 - 3.5 + 8; ...
+    code, out, _ = run_cli(capsys, "explain", "fc")
+    assert code == 0 and "y = W x + b" in out and "1x1" not in out and "pixel" not in out
+    assert "y[0] = 0.5*4 + 0*5 + -0.5*7 + 1*8 + 0 = 6.5" in out
+    code, out, _ = run_cli(capsys, "explain", "fc", "--input", "1 2 3", "--weights", "1 0 -1; 2 2 2", "--bias", "0.5 -1",
+                           "--json")
+    assert code == 0 and json.loads(out)["result"]["output"] == [-1.5, 11.0]
+    code, _, err = run_cli(capsys, "explain", "fc", "--input", "1 2 3", "--weights", "1 0; 2 2")
+    assert code == 1 and "3 columns" in err
+
+
+def test_two_channel_conv_labels_each_channels_input_kernel_and_the_flip(capsys):
+    code, out, _ = run_cli(capsys, "explain", "conv", "--example", "channels")
+    assert code == 0
+    assert "cross-correlation, the kernel is NOT flipped" in out and "PyTorch" in out
+    for c in (0, 1):
+        assert f"channel {c}: input x[{c}] and kernel w[{c}]" in out
+        assert f"turned kernel w[{c}] (for input x[{c}])" in out
+    # each channel's window sum is labelled with the pair it comes from; channel 1: 1*1 + 2*2 + 4*3 + 5*4
+    assert "channel 1 (x[1] * w[1]): 1*1 + 2*2 + 4*3 + 5*4 = 37" in out
+    lines = out.splitlines()
+    first = lines.index("channel 1: input x[1] and kernel w[1] (w[1] slides over x[1] only):")
+    assert lines[first + 2].split() == ["1", "2", "3", "1", "2"]  # x[1]'s first row beside w[1]'s first row
+    x, k = ex.CONV_EXAMPLES["channels"]["x"], ex.CONV_EXAMPLES["channels"]["kernel"]
+    want = torch.nn.functional.conv2d(torch.tensor(x)[None], torch.tensor(k)[None])[0, 0].numpy()
+    assert "56  72" in out and want.tolist() == [[56, 72], [104, 120]]
+
+
+def test_bn_shift_and_lrn_beta_are_separate_options_and_beta_warns(capsys):
+    code, out, _ = run_cli(capsys, "explain", "bn", "--bn-shift", "3", "--json")
+    shifted = np.array(json.loads(out)["result"]["output"])
+    code, out, _ = run_cli(capsys, "explain", "bn", "--json")
+    plain = np.array(json.loads(out)["result"]["output"])
+    np.testing.assert_allclose(shifted - plain, 3.0, rtol=1e-12)
+    code, out, _ = run_cli(capsys, "explain", "lrn", "--lrn-beta", "0.5", "--json")
+    assert json.loads(out)["result"]["output"][2] == pytest.approx(30 / (2 + 1e-4 * 5500) ** 0.5)
+    code, out, err = run_cli(capsys, "explain", "lrn", "--beta", "0.5", "--json")
+    assert code == 0 and "--beta is deprecated" in err and "--lrn-beta" in err
+    assert json.loads(out)["result"]["output"][2] == pytest.approx(30 / (2 + 1e-4 * 5500) ** 0.5)
+    code, out, err = run_cli(capsys, "explain", "bn", "--beta", "3", "--json")
+    assert "--bn-shift" in err and np.allclose(np.array(json.loads(out)["result"]["output"]) - plain, 3.0)
+    code, _, err = run_cli(capsys, "explain", "conv", "--beta", "1")
+    assert code == 1 and "--bn-shift" in err and "--lrn-beta" in err
+    code, _, err = run_cli(capsys, "explain", "bn", "--beta", "1", "--bn-shift", "2")
+    assert code == 1 and "--bn-shift only" in err

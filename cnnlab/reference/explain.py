@@ -66,6 +66,14 @@ def parse_matrix(text: str) -> np.ndarray:
     return array[0] if len(channels) == 1 else array
 
 
+def _side_by_side(left: list[str], right: list[str], left_title: str, right_title: str) -> list[str]:
+    """Two grids printed next to each other under their titles."""
+    width = max(len(left_title), *(len(r) for r in left)) + 4
+    rows = max(len(left), len(right))
+    left, right = left + [""] * (rows - len(left)), right + [""] * (rows - len(right))
+    return [f"  {left_title.ljust(width - 2)}{right_title}"] + [f"{a.ljust(width)}{b}" for a, b in zip(left, right)]
+
+
 def _as_channels(array: np.ndarray) -> np.ndarray:
     return array[None] if array.ndim == 2 else array
 
@@ -86,9 +94,13 @@ def explain_conv(x: np.ndarray, kernel: np.ndarray, stride=1, padding=0, title: 
     out = F.conv2d_sliding(x[None], kernel[None], None, (sh, sw), (ph, pw))[0, 0]
     e = Explanation(f"{title}: input {channels}x{n_h}x{n_w}, kernel {channels}x{k_h}x{k_w}, "
                     f"stride ({sh}, {sw}), padding ({ph}, {pw})")
+    e.lines.append("computed as PyTorch's conv2d computes it: a cross-correlation, the kernel is NOT flipped")
     for c in range(channels):
-        label = f" (channel {c})" if channels > 1 else ""
-        e.lines += [f"input{label}:", *grid(x[c]), f"kernel{label}:", *grid(kernel[c])]
+        if channels > 1:
+            e.lines += [f"channel {c}: input x[{c}] and kernel w[{c}] (w[{c}] slides over x[{c}] only):",
+                        *_side_by_side(grid(x[c]), grid(kernel[c]), f"input x[{c}]", f"kernel w[{c}]")]
+        else:
+            e.lines += ["input:", *grid(x[c]), "kernel:", *grid(kernel[c])]
     padded = np.pad(x, ((0, 0), (ph, ph), (pw, pw)))
     if ph or pw:
         e.lines.append(f"zero padding: {ph} row(s) above and below, {pw} column(s) left and right")
@@ -117,14 +129,19 @@ def explain_conv(x: np.ndarray, kernel: np.ndarray, stride=1, padding=0, title: 
             else:
                 e.lines.append(f"  {where}:")
                 for c, (terms, subtotal) in enumerate(parts):
-                    e.lines.append(f"    channel {c}: {terms} = {num(subtotal)}")
+                    e.lines.append(f"    channel {c} (x[{c}] * w[{c}]): {terms} = {num(subtotal)}")
                 e.lines.append(f"    sum over channels: {' + '.join(num(s) for _, s in parts)} = {num(out[i, j])}")
     flipped = kernel[:, ::-1, ::-1]
     true_conv = F.true_convolution(x[None], kernel[None], (sh, sw), (ph, pw))[0, 0]
     e.lines += ["output (cross-correlation, what frameworks call convolution):", *grid(out),
-                "true convolution turns the kernel 180 degrees first; the turned kernel:"]
+                "true convolution (signal processing) turns the kernel 180 degrees first; the turned kernel"
+                + (" of each channel:" if channels > 1 else ":")]
     for c in range(channels):
-        e.lines += grid(flipped[c])
+        if channels > 1:
+            e.lines.append(f"  turned kernel w[{c}] (for input x[{c}]):")
+            e.lines += grid(flipped[c], "    ")
+        else:
+            e.lines += grid(flipped[c])
     e.lines += ["true convolution output:", *grid(true_conv)]
     same = np.array_equal(out, true_conv)
     e.lines.append("the two agree here (the kernel is symmetric under a half turn)" if same else
@@ -143,6 +160,10 @@ CONV_EXAMPLES = {
     "padding": dict(x=_RAMP, kernel=_K, padding=1, title="padding 1"),
     "stride": dict(x=_RAMP, kernel=_K, padding=1, stride=(3, 2), title="padding 1, strides (3, 2)"),
     "channels": dict(x=np.stack([_RAMP, _RAMP + 1]), kernel=np.stack([_K, _K + 1]), title="two input channels"),
+    "one-by-one": dict(x=np.stack([np.arange(1.0, 10).reshape(3, 3), np.arange(1.0, 10).reshape(3, 3).T,
+                                   np.arange(9.0, 0, -1).reshape(3, 3)]),
+                       kernel=np.array([0.5, 0.3, 0.2]).reshape(3, 1, 1),
+                       title="the decks' 1x1 convolution: a fully connected layer over the channels at every pixel"),
     "edge": dict(x=_EDGE_IMAGE, kernel=_VERTICAL_EDGE, title="vertical-edge filter on a 6x6 image of 10s and 0s"),
 }
 
@@ -195,32 +216,41 @@ POOL_EXAMPLES = {
 
 def explain_fc(x: np.ndarray, weights: np.ndarray, bias: np.ndarray | None = None,
                title: str = "fully connected") -> Explanation:
-    """A fully connected layer applied at every pixel, i.e. a 1x1 convolution: out = sum_c w_c x_c + b."""
-    x = _as_channels(np.asarray(x, float))
-    weights = np.atleast_2d(np.asarray(weights, float))  # outputs x channels
-    if weights.shape[1] != x.shape[0]:
-        raise ValueError(f"{x.shape[0]} input channels need {x.shape[0]} weights per output, got {weights.shape[1]}")
+    """A fully connected layer, y = W x + b: every output is one row of W times the input vector, plus
+    its bias. An input with more than one axis (a feature map) is flattened first, row by row, as a
+    network flattens its last feature maps before its classifier."""
+    x_in = np.asarray(x, float)
+    x = x_in.reshape(-1)
+    weights = np.atleast_2d(np.asarray(weights, float))  # outputs x inputs, torch's nn.Linear layout
+    if weights.shape[1] != x.size:
+        raise ValueError(f"the input has {x.size} values, so W needs {x.size} columns (one per input); "
+                         f"it has {weights.shape[1]}")
     bias = np.zeros(weights.shape[0]) if bias is None else np.asarray(bias, float).reshape(-1)
-    out = F.conv2d(x[None], weights[:, :, None, None], bias)[0]
-    e = Explanation(f"{title}: {x.shape[0]} channels -> {weights.shape[0]} output(s) "
-                    f"at each of {x.shape[1]}x{x.shape[2]} pixels")
-    for c in range(x.shape[0]):
-        e.lines += [f"input channel {c}:", *grid(x[c])]
-    e.lines.append("a 1x1 convolution is a fully connected layer over the channels, shared by every pixel:")
-    for o in range(weights.shape[0]):
-        terms = " + ".join(f"{num(w)}*x{c}" for c, w in enumerate(weights[o]))
-        e.lines.append(f"  out{o} = {terms}" + (f" + {num(bias[o])}" if bias[o] else ""))
-        products = " + ".join(f"{num(w)}*{num(x[c, 0, 0])}" for c, w in enumerate(weights[o]))
-        e.lines.append(f"  at pixel (0,0): {products}" + (f" + {num(bias[o])}" if bias[o] else "")
-                       + f" = {num(out[o, 0, 0])}")
-        e.lines += [f"output {o}:", *grid(out[o])]
-    e.result = {"output": out if len(out) > 1 else out[0]}
+    if bias.size != weights.shape[0]:
+        raise ValueError(f"W has {weights.shape[0]} rows (outputs), so b needs {weights.shape[0]} values, "
+                         f"got {bias.size}")
+    out = weights @ x + bias
+    m, n = weights.shape
+    e = Explanation(f"{title}: y = W x + b, {n} input(s) -> {m} output(s)")
+    if x_in.ndim > 1:
+        e.lines += [f"input {'x'.join(map(str, x_in.shape))} flattened row by row into x ({n} values)"]
+    e.lines += [f"W ({m} x {n}: one row per output, one column per input):", *grid(weights),
+                f"x ({n} values): " + ", ".join(num(v) for v in x),
+                f"b ({m} values): " + ", ".join(num(v) for v in bias),
+                "y_i = sum_j W[i,j] * x[j] + b[i]:"]
+    for i in range(m):
+        terms = " + ".join(f"{num(w)}*{num(v)}" for w, v in zip(weights[i], x))
+        e.lines.append(f"  y[{i}] = {terms} + {num(bias[i])} = {num(out[i])}")
+    e.lines += ["y = " + ", ".join(num(v) for v in out),
+                f"parameters: {m}*{n} weights + {m} biases = {m * n + m}"]
+    e.result = {"output": out}
     return e
 
 
-FC_EXAMPLE = dict(x=np.stack([np.arange(1.0, 10).reshape(3, 3), np.arange(1.0, 10).reshape(3, 3).T,
-                              np.arange(9.0, 0, -1).reshape(3, 3)]),
-                  weights=np.array([[0.5, 0.3, 0.2]]), title="the decks' 1x1 convolution")
+# The 2x2 max-pooled output 4 5 7 8 of the decks' pooling example, flattened, into three outputs.
+FC_EXAMPLE = dict(x=np.array([[4.0, 5], [7, 8]]),
+                  weights=np.array([[0.5, 0, -0.5, 1], [0.1, 0.2, 0.3, 0.4], [-1, 1, 0, 0]]),
+                  bias=np.array([0.0, 1, -2]), title="a fully connected layer on the pooled 2x2 output")
 
 
 # --- batch norm, LRN, dropout ---------------------------------------------------------------------

@@ -470,6 +470,9 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None
     async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
+    from .explainer import page_routes
+
+    page_routes(app, service)  # GET /explain: the convolution playground and the walk through a model
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
