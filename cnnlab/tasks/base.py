@@ -130,11 +130,21 @@ class Task(abc.ABC):
     def check_meta(self, model: nn.Module, meta, what: str) -> None:
         """Refuse checkpoint metadata that does not fit ``model`` (built on the meta device)."""
 
+    def model_options(self) -> dict[str, Any]:
+        """Builder arguments the task's configuration chooses (an embedding's backbone and dimension ...),
+        passed to :func:`cnnlab.registry.model_arguments` beside the ones the data decide."""
+        return {}
+
     # --- batches ----------------------------------------------------------------------------------
     @abc.abstractmethod
     def make_batch(self, dataset, indices: torch.Tensor, *, train: bool,
                    generator: torch.Generator | None = None) -> Batch:
         """Examples ``indices`` of ``dataset`` on the CPU, augmented (targets moved alike) when ``train``."""
+
+    def epoch_order(self, dataset, generator: torch.Generator) -> torch.Tensor:
+        """The order of one training epoch's examples; the trainer cuts it into batches of ``batch_size``
+        (the default: a random permutation; a task may group examples, e.g. P classes x K images)."""
+        return torch.randperm(len(dataset), generator=generator)
 
     @abc.abstractmethod
     def prepare(self, batch: Batch, device: torch.device, *, channels_last: bool = False) -> Batch:

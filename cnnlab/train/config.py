@@ -78,6 +78,17 @@ class TrainConfig:
     limit_test: int = field(default=0, metadata={"help": "use only the first N test images (0: all)"})
     eval_batch_size: int = field(default=1024, metadata={"help": "images per evaluation step"})
     small_input: str = field(default="auto", metadata={"help": "auto|yes|no: the model's small-input form"})
+    # metric learning (the metric task; docs/metric-learning.md)
+    backbone: str = field(default="resnet20", metadata={"help": "metric: the zoo classifier an embedding_net embeds with"})
+    embedding_dim: int = field(default=64, metadata={"help": "metric: embedding dimension"})
+    metric_loss: str = field(default="triplet_hard", metadata={
+        "help": "metric: contrastive|triplet_hard|triplet_semi|arcface|cosface|softmax"})
+    margin: float = field(default=-1.0, metadata={"help": "metric: the loss's margin (negative: the paper's)"})
+    scale: float = field(default=30.0, metadata={"help": "metric: ArcFace / CosFace logit scale s"})
+    classes_per_batch: int = field(default=0, metadata={
+        "help": "metric: P of P x K batches (K = batch size / P; 0: all training classes)"})
+    seen_classes: str = field(default="0-4", metadata={
+        "help": "metric: classes trained on (e.g. 0-4 or 0,2,4); the others are evaluated"})
     tensorboard: bool = field(default=False, metadata={"help": "also write TensorBoard event files (needs tensorboard)"})
 
     def validate(self) -> "TrainConfig":

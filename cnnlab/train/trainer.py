@@ -148,7 +148,7 @@ class Trainer:
         data = self.task.data_fields(self.train_set)
         self.arch_kwargs = (dict(resumed.arch_kwargs) if resumed is not None else model_arguments(
             config.model, input_size=data["input_size"], num_classes=len(data["class_names"]),
-            small_input=config.small_input))
+            small_input=config.small_input, options=self.task.model_options() or None))
         torch.manual_seed(config.seed)
         self.model = create_model(config.model, **self.arch_kwargs)
         initialise(self.model, config.init)
@@ -309,7 +309,7 @@ class Trainer:
         c, model, task = self.config, self.model, self.task
         model.train()
         n = len(self.train_set)
-        order = torch.randperm(n, generator=self.generator)
+        order = task.epoch_order(self.train_set, self.generator)
         sums: dict[str, torch.Tensor] = {}
         count = 0
         start = time.perf_counter()
