@@ -37,7 +37,8 @@ def register(subparsers) -> None:
     sub = action("make", "generate a scene set: canvases of several real items with boxes, instance and "
                  "semantic masks (COCO JSON + PNG + VOC PNGs)",
                  "cnnlab data make fashion-scenes --count 2000 --test-count 400 --size 128 --seed 0 --max-objects 6")
-    sub.add_argument("name", help="fashion-scenes, mnist-scenes or fashion-scenes-mini")
+    sub.add_argument("name", help="fashion-scenes, mnist-scenes, fashion-scenes-mini, or figures / figures-mini "
+                     "(stick figures with COCO person keypoints)")
     sub.add_argument("--count", type=int, help="training scenes (default: the set's own: 5000, 200 for the mini set)")
     sub.add_argument("--test-count", type=int, help="test scenes (default: the set's own: 1000, 50 for the mini set)")
     sub.add_argument("--size", default="128", help="canvas size, N or HxW (default 128)")
@@ -201,6 +202,9 @@ def run_info(args) -> int:
 def run_make(args) -> int:
     import time
 
+    if args.name in ("figures", "figures-mini"):
+        return run_make_figures(args)
+
     from ..data.object_datasets import make_scene_set
     from ..errors import ConfigError
 
@@ -235,6 +239,39 @@ def run_make(args) -> int:
         print(f"{args.name}: {stats['train']['images']} train / {stats['test']['images']} test scenes in {folder} "
               f"({seconds:.1f} s)")
         _print_object_info(stats)
+    return 0
+
+
+def run_make_figures(args) -> int:
+    """``cnnlab data make figures``: stick figures with COCO's 17 keypoints, as a COCO person-keypoints set."""
+    import time
+
+    from ..tasks.keypoints import make_figures
+
+    height, width = parse_size(args.size)
+    start = time.monotonic()
+    folder = make_figures(args.name, data_dir=args.data_dir, out=args.out, count=args.count, test_count=args.test_count,
+                          seed=args.seed, force=args.force, height=height, width=width,
+                          min_figures=args.min_objects, max_figures=min(args.max_objects, 6), noise=args.noise)
+    seconds = time.monotonic() - start
+    from ..data.coco import read_json
+
+    stats = {}
+    for split in ("train", "test"):
+        data = read_json(folder / "annotations" / f"person_keypoints_{split}.json")
+        anns = data["annotations"]
+        flags = [v for a in anns for v in a["keypoints"][2::3]]
+        stats[split] = {"images": len(data["images"]), "people": len(anns),
+                        "visible": round(flags.count(2) / max(1, len(flags)), 4),
+                        "hidden": round(flags.count(1) / max(1, len(flags)), 4),
+                        "unlabelled": round(flags.count(0) / max(1, len(flags)), 4)}
+    if args.json:
+        print_json({"name": args.name, "folder": str(folder), "seconds": round(seconds, 2), "statistics": stats})
+    else:
+        for split, st in stats.items():
+            print(f"{args.name} {split}: {st['images']} images, {st['people']} people; keypoints visible "
+                  f"{st['visible']:.1%}, hidden {st['hidden']:.1%}, unlabelled {st['unlabelled']:.1%}")
+        print(f"written to {folder} ({seconds:.1f} s)")
     return 0
 
 
