@@ -154,8 +154,11 @@ class MetricTask(Task):
         seen = (checkpoint.meta.extra or {}).get("seen_classes", self.config.seen_classes)
         if seen == self.config.seen_classes:
             return dataset
-        other = MetricTask(dataclasses.replace(self.config, seen_classes=seen))
-        return other.load_split(name, dataset.split, getattr(self, "_data_dir", None) or self.config.data_dir or None)
+        data_dir = getattr(self, "_data_dir", None) or self.config.data_dir or None
+        other = MetricTask(dataclasses.replace(self.config, seen_classes=seen)).load_split(name, dataset.split, data_dir)
+        if len(dataset) < len(self.load_split(name, dataset.split, data_dir)):  # a limited split: as many, from the start
+            other = other.subset(slice(0, len(dataset)))
+        return other
 
     def model_options(self) -> dict[str, Any]:
         return {"backbone": self.config.backbone, "embedding_dim": self.config.embedding_dim}
@@ -200,7 +203,9 @@ class MetricTask(Task):
         std = preprocessing.std if preprocessing is not None else dataset.std
         vectors = embed(model, dataset.images, mean, std, device=device, batch_size=batch_size)
         labels = dataset.labels
-        out: dict[str, Any] = {"images": len(dataset), "classes": list(dataset.class_names)}
+        # "unseen_classes": the classes evaluated (a verb may report the model's own, trained-on, classes as "classes")
+        out: dict[str, Any] = {"images": len(dataset), "classes": list(dataset.class_names),
+                               "unseen_classes": list(dataset.class_names)}
         out.update(retrieval_metrics(vectors, labels))
         out.update(verification_metrics(*pair_scores(vectors, labels)))
         ident = identification_metrics(vectors, labels)
@@ -214,10 +219,10 @@ class MetricTask(Task):
 
     def checkpoint_metrics(self, metrics: dict[str, Any]) -> dict[str, Any]:
         return {**{f"test_{k}": v for k, v in self.scalars(metrics).items()},
-                "eer_threshold": metrics.get("eer_threshold"), "evaluated_classes": metrics.get("classes")}
+                "eer_threshold": metrics.get("eer_threshold"), "evaluated_classes": metrics.get("unseen_classes")}
 
     def report(self, metrics: dict[str, Any], checkpoint, *, dataset: str, split: str) -> None:
-        print(f"{checkpoint.arch} on {dataset}/{split}, classes {', '.join(metrics['classes'])} "
+        print(f"{checkpoint.arch} on {dataset}/{split}, {'seen' if split == 'train' else 'unseen'} classes {', '.join(metrics['unseen_classes'])} "
               f"({metrics['images']} images)")
         print(f"  retrieval       MAP@R {metrics['map_at_r']:.4f}  P@1 {metrics['precision_at_1']:.4f}  "
               f"R-precision {metrics['r_precision']:.4f}  Recall@1/2/4/8 "
