@@ -155,7 +155,7 @@ def test_predict_and_export_give_the_embedding(run, gallery, tmp_path, capsys, m
     assert torch.allclose(got, want, atol=1e-5) and got.norm() == pytest.approx(1, abs=1e-4)
     pytest.importorskip("onnxruntime")
     result = run_json(capsys, "export", str(run), "--out", str(tmp_path / "e.onnx"))
-    assert result["check"]["max_rel_diff"] <= 1e-4 and "N x 16" in result["metadata"]["output"]
+    assert result["check"]["max_rel_diff"] <= 1e-4 and "embeddings N x 16" in result["metadata"]["output"]
 
 
 def test_service_search_and_verify(run, gallery, tmp_path, monkeypatch):

@@ -242,6 +242,10 @@ class MetricTask(Task):
             out["neighbours"] = [{"name": n["name"], "distance": round(n["distance"], 6)} for n in prediction["neighbours"]]
         return out
 
+    def output_description(self, shape: Sequence[int]) -> str:
+        return (f"embeddings N x {shape[1]}, each of unit length: cosine similarity (or the distance "
+                "sqrt(2 - 2 cos)) says how alike two images are")
+
     def print_predictions(self, paths: Sequence[str], predictions, *, out_dir: Path | None = None,
                           images: Sequence[Any] = ()) -> list[str]:
         for path, p in zip(paths, predictions):
