@@ -90,7 +90,8 @@ def test_viz_draws_the_unseen_classes(trained, shared_data, tmp_path, capsys):
     (["--seen-classes", "a-b"], "not a list of classes"),
     (["--seen-classes", "3-12"], "must name classes among 0-9"),
     (["--metric-loss", "lifted"], "metric_loss must be one of"),
-    (["--batch-size", "48"], "not P x K"),
+    (["--batch-size", "8"], "fewer than 2 images of each of the 5 classes"),
+    (["--classes-per-batch", "6"], "more than the 5 training classes"),
 ])
 def test_bad_settings_are_named(extra, message, shared_data, tmp_path, capsys):
     argv = ["train", "embedding_net", "--data", "mnist-10k", "--data-dir", str(shared_data), "--epochs", "1",

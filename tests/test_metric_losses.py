@@ -152,6 +152,16 @@ def test_pk_batches_hold_p_classes_of_k_images():
     assert torch.equal(order, again)  # seeded
 
 
+def test_pk_batches_of_a_size_that_is_not_a_multiple_of_p():
+    labels = torch.arange(5).repeat_interleave(40)
+    order = pk_order(labels, 5, 51 // 5, torch.Generator().manual_seed(0), batch_size=51)
+    assert len(order) % 51 == 0 and len(order) >= len(labels)
+    for b in order.view(-1, 51):
+        assert sorted(torch.bincount(labels[b], minlength=5).tolist()) == [10, 10, 10, 10, 11]
+    with pytest.raises(ConfigError, match="not 5 classes x 10 images"):
+        pk_order(labels, 5, 10, torch.Generator(), batch_size=56)
+
+
 def test_pk_rejects_impossible_batches():
     labels = torch.arange(3).repeat_interleave(5)
     with pytest.raises(ConfigError, match="needs 4 classes"):

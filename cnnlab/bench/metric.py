@@ -88,13 +88,22 @@ def untrained(data: str, args) -> dict[str, Any]:
 
 
 def run_benchmark(datasets: list[str], losses: list[str], args) -> list[dict[str, Any]]:
+
+    rows = []
+    for seed in [int(x) for x in str(args.seeds).split(",") if x.strip()]:
+        args.seed = seed
+        rows += _one_seed(datasets, losses, args)
+    return rows
+
+
+def _one_seed(datasets: list[str], losses: list[str], args) -> list[dict[str, Any]]:
     from ..train import train
 
     rows = []
     for data in datasets:
         for loss in losses:
             if loss == UNTRAINED:
-                rows.append(untrained(data, args))
+                rows.append(untrained(data, args) | {"seed": args.seed})
                 continue
             task = register_peer() if loss == PEER else "metric"
             start = time.perf_counter()
@@ -103,27 +112,47 @@ def run_benchmark(datasets: list[str], losses: list[str], args) -> list[dict[str
                            log=(lambda s, n=f"{data} {loss}": print(f"{n}: {s}", flush=True)) if not args.json else (lambda s: None))
             final = {k[5:]: v for k, v in result.final.items() if k.startswith("test_")}
             seconds = sum(h.get("train_seconds", 0.0) for h in result.history)
-            rows.append(_row(data, loss, final, seconds) | {"seconds": round(time.perf_counter() - start, 1)})
+            rows.append(_row(data, loss, final, seconds) | {"seed": args.seed, "seconds": round(time.perf_counter() - start, 1)})
     return rows
 
 
+def averaged(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (data, loss): the mean over seeds, with ``<key>_std`` the spread (population std)."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["data"], r["loss"]), []).append(r)
+    out = []
+    for (data, loss), group in groups.items():
+        row: dict[str, Any] = {"data": data, "loss": loss, "seeds": len(group)}
+        for key in ("map_at_r", "precision_at_1", "r_precision", "auc", "eer", "tar_at_far", "ident_top1", "train_seconds"):
+            values = torch.tensor([float(g[key]) for g in group], dtype=torch.float64)
+            row[key], row[f"{key}_std"] = float(values.mean()), float(values.std(unbiased=False))
+        out.append(row)
+    return out
+
+
 def markdown_table(rows: list[dict[str, Any]], args) -> str:
+    rows = averaged(rows)
+    seeds = rows[0]["seeds"] if rows else 1
+    cell = (lambda r, k: f"{r[k]:.4f} ± {r[k + '_std']:.4f}") if seeds > 1 else (lambda r, k: f"{r[k]:.4f}")
     lines = [f"Backbone `{args.backbone}`, {args.embedding_dim}-D embedding; trained on classes {args.seen_classes} "
              f"(first {args.limit_train or 'all'} of their training images), evaluated on the others' test images"
              f"{f' (first {args.limit_test})' if args.limit_test else ''}; {args.epochs} epochs, batches of "
              f"{args.classes_per_batch} classes x {args.batch_size // args.classes_per_batch} images, adam lr {args.lr} "
-             f"cosine, seed {args.seed}; {hardware()}, {args.threads} torch thread(s).",
+             f"cosine, seed{'s' if seeds > 1 else ''} {args.seeds}{' (mean ± std)' if seeds > 1 else ''}; {hardware()}, {args.threads} torch thread(s).",
              "", "| data | loss | MAP@R | P@1 | R-precision | AUC | EER | top-1 ident. | train time (s) |",
              "| --- | --- | --: | --: | --: | --: | --: | --: | --: |"]
-    lines += [f"| {r['data']} | {r['loss']} | {r['map_at_r']:.4f} | {r['precision_at_1']:.4f} | {r['r_precision']:.4f} | "
-              f"{r['auc']:.4f} | {r['eer']:.4f} | {r['ident_top1']:.4f} | {r['train_seconds']} |" for r in rows]
+    lines += [f"| {r['data']} | {r['loss']} | " + " | ".join(cell(r, k) for k in ("map_at_r", "precision_at_1", "r_precision",
+              "auc", "eer", "ident_top1")) + f" | {r['train_seconds']:.1f} |" for r in rows]
     for data in dict.fromkeys(r["data"] for r in rows):
         ours = [r for r in rows if r["data"] == data and r["loss"] in LOSSES]
         peer = [r for r in rows if r["data"] == data and r["loss"] == PEER]
         if ours and peer:
             best = max(ours, key=lambda r: r["map_at_r"])
             lines.append(f"\n{data}: best loss {best['loss']} MAP@R {best['map_at_r']:.4f} vs the peer's "
-                         f"{peer[0]['map_at_r']:.4f} ({best['map_at_r'] - peer[0]['map_at_r']:+.4f}).")
+                         f"{peer[0]['map_at_r']:.4f} ({best['map_at_r'] - peer[0]['map_at_r']:+.4f}"
+                         + (f"; seed spread about ±{max(best['map_at_r_std'], peer[0]['map_at_r_std']):.4f}" if seeds > 1 else "")
+                         + ").")
     return "\n".join(lines) + "\n"
 
 
@@ -145,7 +174,7 @@ def register(subparsers) -> None:
     p.add_argument("--limit-test", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default="0", help="comma list: each seed trains every loss again (the table shows mean ± std)")
     p.add_argument("--out", default="runs/bench-metric")
     p.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
     p.add_argument("--json", action="store_true")

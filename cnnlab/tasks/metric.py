@@ -141,8 +141,11 @@ class MetricTask(Task):
         if tuple(test_set.input_size) != tuple(train_set.input_size):
             raise DataError(f"test images are {test_set.input_size}, training images {train_set.input_size}")
         p = self.config.classes_per_batch or train_set.num_classes
-        if self.config.batch_size % p:
-            raise ConfigError(f"batch size {self.config.batch_size} is not P x K with P = {p} classes per batch")
+        if p > train_set.num_classes:
+            raise ConfigError(f"classes_per_batch {p} is more than the {train_set.num_classes} training classes")
+        if self.config.batch_size < 2 * p:
+            raise ConfigError(f"batch size {self.config.batch_size} leaves fewer than 2 images of each of the "
+                              f"{p} classes of a batch (classes_per_batch)")
 
     def data_fields(self, train_set: ImageDataset) -> dict[str, Any]:
         fields = super().data_fields(train_set)
@@ -166,7 +169,7 @@ class MetricTask(Task):
     # --- batches
     def epoch_order(self, dataset: ImageDataset, generator: torch.Generator) -> torch.Tensor:
         p = self.config.classes_per_batch or dataset.num_classes
-        return pk_order(dataset.labels, p, self.config.batch_size // p, generator)
+        return pk_order(dataset.labels, p, self.config.batch_size // p, generator, self.config.batch_size)
 
     def make_batch(self, dataset: ImageDataset, indices: torch.Tensor, *, train: bool,
                    generator: torch.Generator | None = None) -> Batch:
