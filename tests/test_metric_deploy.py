@@ -158,6 +158,15 @@ def test_predict_and_export_give_the_embedding(run, gallery, tmp_path, capsys, m
     assert result["check"]["max_rel_diff"] <= 1e-4 and "embeddings N x 16" in result["metadata"]["output"]
 
 
+def test_an_index_of_another_model_is_refused(run, tmp_path, monkeypatch, capsys):
+    other = EmbeddingIndex(F.normalize(torch.randn(3, 8), dim=1), ["a", "b", "c"]).save(tmp_path / "o.index")
+    monkeypatch.setenv("CNNLAB_INDEX", str(other))
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(image)
+    assert main(["predict", str(run), str(image)]) == 1
+    assert "8-D embeddings, the model gives 16-D" in capsys.readouterr().err
+
+
 def test_service_search_and_verify(run, gallery, tmp_path, monkeypatch):
     from cnnlab.commands.index import build_index
     from cnnlab.serve import BackgroundServer, ServeConfig, build_app

@@ -96,6 +96,10 @@ class EmbeddingPredictor:
             path = index_path(checkpoint)
             index = EmbeddingIndex.load(path) if path is not None else None
         self.index = index or None  # False: embed only, look for no index
+        dim = getattr(self.model, "embedding_dim", None)
+        if self.index is not None and len(self.index) and dim is not None and self.index.dim != dim:
+            raise ConfigError(f"the index holds {self.index.dim}-D embeddings, the model gives {dim}-D: "
+                              "another model built it (cnnlab index build with this checkpoint makes one)")
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         return embed(self.model, images, self.mean, self.std, device=self.device)

@@ -63,4 +63,6 @@ async function cnnlabVerify(second) {
 document.addEventListener("DOMContentLoaded", () => {
   const input = document.getElementById("metric-second");
   if (input) input.addEventListener("change", (ev) => cnnlabVerify(ev.target.files[0]));
+  const select = document.getElementById("model");  // another model: its own card shows, not this one
+  if (select) select.addEventListener("change", () => { document.getElementById("metric-answer").hidden = true; });
 });
