@@ -108,7 +108,7 @@ def _one_seed(datasets: list[str], losses: list[str], args) -> list[dict[str, An
             task = register_peer() if loss == PEER else "metric"
             start = time.perf_counter()
             result = train(**_settings(data, args), task=task, metric_loss="triplet_hard" if loss == PEER else loss,
-                           out=str(Path(args.out) / data / loss),
+                           out=str(Path(args.out) / data / f"{loss}-seed{args.seed}"),
                            log=(lambda s, n=f"{data} {loss}": print(f"{n}: {s}", flush=True)) if not args.json else (lambda s: None))
             final = {k[5:]: v for k, v in result.final.items() if k.startswith("test_")}
             seconds = sum(h.get("train_seconds", 0.0) for h in result.history)
