@@ -98,3 +98,22 @@ def test_bad_settings_are_named(extra, message, shared_data, tmp_path, capsys):
             "--limit-train", "100", "--limit-test", "50", "--batch-size", "50", "--quiet", "--out", str(tmp_path / "x"), *extra]
     assert main(argv) == 1
     assert message in capsys.readouterr().err
+
+
+def test_bench_metric_trains_each_loss_and_the_peer(shared_data, tmp_path, capsys):
+    pytest.importorskip("pytorch_metric_learning")
+    table = tmp_path / "metric.md"
+    rows = run_json(capsys, "bench", "metric", "--data-dir", str(shared_data), "--datasets", "mnist-10k",
+                    "--losses", "untrained,triplet_hard,pml_triplet_ms", "--epochs", "1", "--limit-train", "300",
+                    "--limit-test", "200", "--out", str(tmp_path / "runs"), "--markdown", str(table))
+    assert [r["loss"] for r in rows] == ["untrained", "triplet_hard", "pml_triplet_ms"]
+    assert rows[0]["train_seconds"] == 0 and all(r["train_seconds"] > 0 for r in rows[1:])
+    peer = load_checkpoint(tmp_path / "runs" / "mnist-10k" / "pml_triplet_ms-seed0")
+    assert peer.task == "metric_pml" and peer.meta.metrics["evaluated_classes"] == UNSEEN_MNIST
+    # the table quotes the runs' own figures
+    trained = load_checkpoint(tmp_path / "runs" / "mnist-10k" / "triplet_hard-seed0").meta.metrics
+    assert rows[1]["map_at_r"] == pytest.approx(trained["test_map_at_r"])
+    text = table.read_text()
+    assert f"{rows[2]['map_at_r']:.4f}" in text and "vs the peer's" in text
+    assert main(["bench", "metric", "--losses", "lifted"]) == 1
+    assert "unknown loss lifted" in capsys.readouterr().err
