@@ -190,6 +190,11 @@ class Task(abc.ABC):
         """A prediction as JSON-ready values."""
         return prediction
 
+    def output_description(self, shape: Sequence[int]) -> str:
+        """What the model's output of ``shape`` (one image: 1 x K, or 1 x K x H x W) means, as an exported
+        file records it."""
+        return f"logits N x {' x '.join(map(str, shape[1:]))}, in class_names order"
+
     def print_predictions(self, paths: Sequence[str], predictions: Sequence[Any], *, out_dir: Path | None = None,
                           images: Sequence[Any] = ()) -> list[str]:
         """Print predictions for people; a task that draws them (masks, boxes) writes files into
