@@ -23,7 +23,9 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 BBOX_CLIP = math.log(1000.0 / 16)  # largest log-size change decoded (keeps exp finite), as detectors commonly use
 
@@ -68,15 +70,12 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
     iou = box_iou(boxes[order], boxes[order])  # K x K, in score order
     # ``suppress[i, j]``: box i (earlier) would remove box j (later)
     suppress = (iou > iou_threshold).triu(diagonal=1)
-    n = len(order)
-    alive = torch.ones(n, dtype=torch.bool, device=boxes.device)
-    # Sequential by definition (a removed box removes nothing), but each step is one vector operation.
-    rows = suppress.cpu() if boxes.device.type != "cpu" else suppress
-    alive_c = alive.cpu()
-    for i in range(n):
-        if alive_c[i]:
-            alive_c &= ~rows[i]
-    return order[alive_c.to(boxes.device)]
+    rows = suppress.cpu().numpy()
+    alive = np.ones(len(order), dtype=bool)
+    for i in range(len(order)):
+        if alive[i]:
+            alive &= ~rows[i]
+    return order[torch.from_numpy(alive).to(boxes.device)]
 
 
 def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, iou_threshold: float) -> torch.Tensor:
@@ -184,38 +183,30 @@ def _roi_align_fixed(features, rois, ph, pw, spatial_scale, aligned, sampling_ra
     else:
         sy = sx = sampling_ratio
     dev, dt = features.device, features.dtype
-    # sample coordinates: bin p, sample i at y1 + (p + (i + 0.5) / sy) * bh
+    # sample coordinates (cell centres at integers): bin p, sample i at y1 + (p + (i + 0.5) / sy) * bh
     fy = (torch.arange(ph, device=dev, dtype=dt)[:, None] + (torch.arange(sy, device=dev, dtype=dt)[None] + 0.5) / sy)
     fx = (torch.arange(pw, device=dev, dtype=dt)[:, None] + (torch.arange(sx, device=dev, dtype=dt)[None] + 0.5) / sx)
     y = y1[:, None] + fy.reshape(-1)[None] * bh[:, None]  # K x (ph * sy)
     x = x1[:, None] + fx.reshape(-1)[None] * bw[:, None]  # K x (pw * sx)
-    vy = _bilinear_weights(y, height)  # (index low, index high, weight low, weight high, valid)
-    vx = _bilinear_weights(x, width)
-    maps = features[rois[:, 0].long()]  # K x C x H x W
-    # separable bilinear: gather rows then columns
-    y0, y1_, wy0, wy1, oky = vy
-    x0, x1_, wx0, wx1, okx = vx
+    # RoIAlign reads 0 beyond one cell outside the map and the edge value within it: grid_sample's
+    # "border" padding (the edge value everywhere outside) times that validity mask
+    valid = (((y >= -1.0) & (y <= height))[:, :, None] & ((x >= -1.0) & (x <= width))[:, None, :]).to(dt)
+    # grid_sample's normalised coordinates (align_corners=False): cell j's centre is (2j + 1) / size - 1
+    gy = (2 * y + 1) / height - 1
+    gx = (2 * x + 1) / width - 1
     k = len(rois)
-    rows0 = torch.gather(maps, 2, y0[:, None, :, None].expand(k, c, y0.shape[1], width))
-    rows1 = torch.gather(maps, 2, y1_[:, None, :, None].expand(k, c, y0.shape[1], width))
-    rows = rows0 * wy0[:, None, :, None] + rows1 * wy1[:, None, :, None]  # K x C x Sy x W
-    cols0 = torch.gather(rows, 3, x0[:, None, None, :].expand(k, c, rows.shape[2], x0.shape[1]))
-    cols1 = torch.gather(rows, 3, x1_[:, None, None, :].expand(k, c, rows.shape[2], x0.shape[1]))
-    samples = cols0 * wx0[:, None, None, :] + cols1 * wx1[:, None, None, :]  # K x C x Sy x Sx
-    samples = samples * (oky[:, None, :, None] & okx[:, None, None, :]).to(dt)
+    grid = torch.stack([gx[:, None, :].expand(k, gy.shape[1], -1), gy[:, :, None].expand(k, -1, gx.shape[1])], -1)
+    image = rois[:, 0].long()
+    order = torch.argsort(image, stable=True)
+    parts = []
+    for i in torch.unique(image).tolist():  # one grid_sample per image, over all its RoIs at once
+        sel = order[image[order] == i]
+        g = grid[sel].reshape(1, -1, gx.shape[1], 2)  # 1 x (K_i * ph * sy) x (pw * sx) x 2
+        out = F.grid_sample(features[i:i + 1], g, mode="bilinear", padding_mode="border", align_corners=False)
+        parts.append(out[0].reshape(c, len(sel), gy.shape[1], gx.shape[1]).transpose(0, 1))
+    samples = torch.cat(parts)[torch.argsort(order)]  # back to the RoIs' order
+    samples = samples * valid[:, None]
     return samples.reshape(k, c, ph, sy, pw, sx).mean((3, 5))
-
-
-def _bilinear_weights(t: torch.Tensor, size: int):
-    """For coordinates ``t`` on an axis of ``size`` cells (centres at integer positions): the two
-    neighbours, their weights, and whether the sample counts (within one cell of the map)."""
-    valid = (t >= -1.0) & (t <= size)
-    t = t.clamp(min=0)
-    low = t.floor().long().clamp(max=size - 1)
-    high = (low + 1).clamp(max=size - 1)
-    t = torch.where(low >= size - 1, low.to(t.dtype), t)
-    frac = t - low.to(t.dtype)
-    return low, high, 1 - frac, frac, valid
 
 
 def encode_boxes(boxes: torch.Tensor, reference: torch.Tensor,
