@@ -125,3 +125,17 @@ def test_voc_all_point_ap_by_hand():
     voc = ev.voc()
     assert voc["per_class_ap"] == [pytest.approx(0.5 + 0.5 * 2 / 3), None]
     assert voc["map50"] == pytest.approx(0.5 + 0.5 * 2 / 3)
+
+
+def test_images_without_detections_count_as_misses():
+    ev = DetectionEvaluator(1)
+    gt = torch.tensor([[0.0, 0, 10, 10]])
+    masks = torch.zeros(1, 16, 16, dtype=torch.bool)
+    masks[0, :10, :10] = True
+    ev.add(gt, torch.tensor([0]), gt, torch.tensor([0.9]), torch.tensor([0]), gt_masks=masks, dt_masks=masks)
+    ev.add(gt, torch.tensor([0]), torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long),
+           gt_masks=masks, dt_masks=torch.zeros(0, 16, 16, dtype=torch.bool))
+    # one of two objects found at every threshold: precision 1 up to recall 0.5 -> 51 of 101 points
+    assert ev.coco("bbox")["map"] == pytest.approx(51 / 101)
+    assert ev.coco("segm")["map"] == pytest.approx(51 / 101)
+    assert ev.voc()["map50"] == pytest.approx(0.5)

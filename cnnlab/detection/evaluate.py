@@ -53,8 +53,8 @@ def _overlaps(dt: torch.Tensor, gt: torch.Tensor, crowd: torch.Tensor, masks: bo
     if len(dt) == 0 or len(gt) == 0:
         return np.zeros((len(dt), len(gt)))
     if masks:
-        a = dt.reshape(len(dt), -1).double()
-        b = gt.reshape(len(gt), -1).double()
+        a = dt.flatten(1).double()
+        b = gt.flatten(1).double()
         inter = a @ b.T
         area_d, area_g = a.sum(1), b.sum(1)
     else:
@@ -180,7 +180,7 @@ class DetectionEvaluator:
                 crowd = im.gt_crowd[g]
                 if masks:
                     iou_all = _overlaps(im.dt_masks[d], im.gt_masks[g], crowd, True)
-                    dt_area = im.dt_masks[d].reshape(len(d), -1).sum(1).double().numpy()
+                    dt_area = im.dt_masks[d].flatten(1).sum(1).double().numpy()
                 else:
                     iou_all = _overlaps(im.dt_boxes[d], im.gt_boxes[g], crowd, False)
                     b = im.dt_boxes[d]
