@@ -42,7 +42,7 @@ def test_training_lowers_the_loss_and_eval_reports_box_and_mask_ap(trained, caps
     assert history[-1]["train_loss"] < 0.9 * history[0]["train_loss"]
     # the RPN's objectness starts at log 2 (a coin toss over sampled anchors) and must fall below it
     assert history[-1]["train_rpn_objectness"] < 0.5
-    evaluation = run_json(capsys, "eval", str(trained))
+    evaluation = run_json(capsys, "eval", str(trained), "--limit", "10")
     assert evaluation["task"] == "detect"
     for key in ("map", "map50_voc", "ap50", "ap75", "mask_map", "mask_ap50", "seconds_per_image"):
         assert 0 <= evaluation[key] <= 1 or key == "seconds_per_image", key
