@@ -390,6 +390,8 @@ class DetectionTask(Task):
                     ax.set_title(f"image {i}: {int((det.scores >= THRESHOLD).sum())} found, {len(data.targets[i])} true")
                 style.bare(ax)
         elif kind in ("anchors", "objectness"):
+            if getattr(model, "rpn", None) is None:
+                raise ConfigError(f"{checkpoint.arch} has no region proposal network: no anchors or objectness to draw")
             with torch.no_grad():
                 feats = model.features(x)
                 _, _, raw = model.rpn(feats, tuple(data.input_size[1:]))
