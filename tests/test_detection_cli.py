@@ -111,3 +111,10 @@ def test_serve_detect_answers_boxes_and_rle_masks(trained, tmp_path):
             assert np.array_equal(decoded.astype(bool), mask.numpy())
         bad = client.post("/v1/detect", files={"image": ("x.png", data, "image/png")}, data={"threshold": "2"})
         assert bad.status_code == 400 and "threshold" in json.dumps(bad.json())
+
+
+def test_bench_detect_tables_a_finished_run(trained, capsys):
+    (row,) = run_json(capsys, "bench", "detect", "--runs", str(trained))
+    history = [json.loads(line) for line in (trained / "history.jsonl").read_text().splitlines()]
+    assert row["model"] == "mask_rcnn" and row["epochs"] == 2 and row["map"] == history[-1]["test_map"]
+    assert row["mask_map"] == history[-1]["test_mask_map"] and row["params"] > 1e6
