@@ -113,36 +113,20 @@ def roi_pool(features: torch.Tensor, rois: torch.Tensor | Sequence[torch.Tensor]
     k = len(rois)
     if k == 0:
         return features.new_zeros(0, c, ph, pw)
-    idx = rois[:, 0].long()
-    x1 = torch.round(rois[:, 1] * spatial_scale)
-    y1 = torch.round(rois[:, 2] * spatial_scale)
-    x2 = torch.round(rois[:, 3] * spatial_scale)
-    y2 = torch.round(rois[:, 4] * spatial_scale)
-    rw = (x2 - x1 + 1).clamp(min=1)
-    rh = (y2 - y1 + 1).clamp(min=1)
-    bw, bh = rw / pw, rh / ph  # K
-    p = torch.arange(ph, device=features.device, dtype=features.dtype)
-    q = torch.arange(pw, device=features.device, dtype=features.dtype)
-    hs = (torch.floor(p[None] * bh[:, None]) + y1[:, None]).clamp(0, height)  # K x ph
-    he = (torch.ceil((p[None] + 1) * bh[:, None]) + y1[:, None]).clamp(0, height)
-    ws = (torch.floor(q[None] * bw[:, None]) + x1[:, None]).clamp(0, width)  # K x pw
-    we = (torch.ceil((q[None] + 1) * bw[:, None]) + x1[:, None]).clamp(0, width)
-    ys = torch.arange(height, device=features.device, dtype=features.dtype)
-    xs = torch.arange(width, device=features.device, dtype=features.dtype)
-    in_y = (ys[None, None] >= hs[..., None]) & (ys[None, None] < he[..., None])  # K x ph x H
-    in_x = (xs[None, None] >= ws[..., None]) & (xs[None, None] < we[..., None])  # K x pw x W
-    out = features.new_empty(k, c, ph, pw)
-    fill = torch.finfo(features.dtype).min
-    # one pass per bin row keeps memory at K x C x pw x H x W / ph
-    maps = features[idx]  # K x C x H x W
-    for i in range(ph):
-        # K x C x H x W masked to row band i, max over H -> K x C x W
-        rows = maps.masked_fill(~in_y[:, i][:, None, :, None], fill).amax(2)
-        # K x C x pw x W -> max over W
-        cells = rows[:, :, None, :].masked_fill(~in_x[:, None], fill).amax(-1)
-        out[:, :, i] = cells
-    empty = (he <= hs)[:, None, :, None] | (we <= ws)[:, None, None, :]
-    return out.masked_fill(empty, 0.0)
+    corners = torch.round(rois[:, 1:] * spatial_scale).long()  # K x 4: x1 y1 x2 y2 on the grid
+    x1, y1 = corners[:, 0], corners[:, 1]
+    rw = (corners[:, 2] - x1 + 1).clamp(min=1)
+    rh = (corners[:, 3] - y1 + 1).clamp(min=1)
+    # A RoI's bins are adaptive max pooling's bins over its rows y1 .. y1 + rh - 1 (floor / ceil edges);
+    # the map is padded with -inf so that RoIs reaching outside it keep their bins, and a bin wholly
+    # outside (all -inf) becomes 0, as RoI pooling defines it.
+    pad = int(max(0, int((-x1).max()), int((-y1).max()), int((x1 + rw - width).max()), int((y1 + rh - height).max())))
+    padded = F.pad(features, (pad, pad, pad, pad), value=float("-inf")) if pad else features
+    idx = rois[:, 0].long().tolist()
+    cols, rows, ws, hs = (x1 + pad).tolist(), (y1 + pad).tolist(), rw.tolist(), rh.tolist()
+    out = torch.stack([F.adaptive_max_pool2d(padded[idx[r], :, rows[r]:rows[r] + hs[r], cols[r]:cols[r] + ws[r]], (ph, pw))
+                       for r in range(k)])  # K x C x ph x pw
+    return torch.where(torch.isinf(out), torch.zeros_like(out), out)
 
 
 def roi_align(features: torch.Tensor, rois: torch.Tensor | Sequence[torch.Tensor], output_size: int | Sequence[int],
