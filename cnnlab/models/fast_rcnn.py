@@ -35,14 +35,18 @@ class FastRCNN(FasterRCNN):
         self._cache: dict[bytes, torch.Tensor] = {}
 
     def region_proposals(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """Selective search on each image (remembered by content: a training image recurs every epoch)."""
+        """Selective search on each image (in training remembered by content, as a training image recurs
+        every epoch; in evaluation always computed, so that time per image includes it)."""
         out = []
         for img in images:
             pixels = img.detach().float().cpu().contiguous()
             key = hashlib.blake2b(pixels.numpy().tobytes(), digest_size=16).digest()
-            boxes = self._cache.get(key)
+            boxes = self._cache.get(key) if self.training else None
             if boxes is None:
                 boxes = torch.from_numpy(selective_search(pixels.permute(1, 2, 0).numpy(), **self.search))
+                if not self.training:
+                    out.append(boxes.to(images.device))
+                    continue
                 if len(self._cache) >= _CACHE_LIMIT:
                     self._cache.clear()
                 self._cache[key] = boxes
