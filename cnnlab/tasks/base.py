@@ -84,6 +84,9 @@ class Task(abc.ABC):
     primary: ClassVar[str] = "loss"  # the scalar that says how good a model is
     higher_is_better: ClassVar[bool] = False
     default_data: ClassVar[str] = ""  # the dataset a run uses when the configuration keeps the classification default
+    # Training settings (optimizer, lr, batch_size ...) the task's papers prescribe, used wherever the
+    # configuration keeps the classification default (a GAN's Adam 2e-4, beta1 0.5, say).
+    defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config=None):
         from ..train.config import TrainConfig
