@@ -114,6 +114,7 @@ class GeneratorPredictor:
         self.checkpoint, self.device = checkpoint, torch.device(device)
         self.model = checkpoint.model.to(self.device).eval()
         self.class_names = list(checkpoint.class_names)
+        self.input_size = checkpoint.input_size
 
     @property
     def conditional(self) -> bool:
@@ -208,6 +209,15 @@ class GenerationTask(Task):
         return {"class_names": list(train_set.class_names), "input_size": tuple(train_set.input_size),
                 "mean": (HALF,) * c, "std": (HALF,) * c,
                 "extra": {"feature_model": self.config.feature_model or None}}
+
+    def for_checkpoint(self, dataset: ImageDataset, checkpoint, name: str) -> ImageDataset:
+        """``eval`` of a checkpoint measures in the feature space its training did (unless the
+        configuration names another)."""
+        import dataclasses
+
+        if not self.config.feature_model and (checkpoint.meta.extra or {}).get("feature_model"):
+            self.config = dataclasses.replace(self.config, feature_model=checkpoint.meta.extra["feature_model"])
+        return dataset
 
     def model_options(self) -> dict[str, Any]:
         return {"width": self.config.gan_width}
