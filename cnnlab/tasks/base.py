@@ -164,6 +164,11 @@ class Task(abc.ABC):
         """Run ``forward`` (the model, wrapped for data parallelism or compiled) on the batch; return
         the loss of optimisation ``phase`` and what to log."""
 
+    def end_epoch(self, model: nn.Module, run_dir: Path, record: dict[str, Any],
+                  log: Callable[[str], None]) -> None:
+        """Called once per epoch after the checkpoint is written (``record`` is the epoch's history line):
+        a task may write files of its own into ``run_dir`` (a GAN's sample grid) or ``log`` a warning."""
+
     # --- evaluation -------------------------------------------------------------------------------
     @abc.abstractmethod
     def evaluate(self, model: nn.Module, dataset, *, device: torch.device | str = "cpu",
