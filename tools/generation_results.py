@@ -30,6 +30,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/generation-results")
     p.add_argument("--images", default="docs/images/generation")
+    p.add_argument("--models", default="dcgan,cgan", help="cnnlab models to train beside the peer")
     args = p.parse_args()
     torch.set_num_threads(1)
 
@@ -66,7 +67,7 @@ def main() -> None:
 
     gan_settings = dict(epochs=args.epochs, batch_size=args.batch_size, gan_width=args.width,
                         feature_model=str(clf.run_dir), **common)
-    for model in ("dcgan", "cgan"):
+    for model in args.models.split(","):
         result = train(model=model, out=str(out / model), **gan_settings)
         gan = load_checkpoint(result.run_dir).model
         classes = test.labels if gan.conditional else None

@@ -5,7 +5,7 @@ Paired data are made from cnnlab's sets:
 * a scene set (``fashion-scenes-mini``, any segmentation set): **semantic mask -> image**; the
   condition is one channel of class indices (0 background; ignored pixels count as background),
   expanded to one-hot inside the model;
-* a classification set (``fashion-mnist-mini`` ...): **edges -> item**; the condition is the item's
+* a classification set (``fashion-mnist-mini``, the default ...): **edges -> item**; the condition is the item's
   Sobel edge map (gradient magnitude above a quarter of its maximum), 0 / 255.
 
 Training is the conditional GAN of Isola et al. (2017) as two optimisation phases: the PatchGAN
@@ -134,7 +134,6 @@ class TranslationTask(Task):
     shown = ("d_loss", "l1", "psnr")
     primary = "l1"
     higher_is_better = False
-    default_data = "fashion-scenes-mini"
     endpoint = "translate"
     defaults = {"optimizer": "adam", "lr": 2e-4, "momentum": 0.5, "weight_decay": 0.0, "batch_size": 16,
                 "schedule": "constant", "epochs": 5}
