@@ -45,8 +45,9 @@ KEYPOINT_NAMES = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "lef
 # COCO's person skeleton (1-based keypoint indices, as in person_keypoints_*.json)
 SKELETON = [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7], [6, 8], [7, 9], [8, 10],
             [9, 11], [2, 3], [1, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7]]
-# COCO's per-keypoint OKS constants sigma_i (Ruggero Ronchi & Perona 2017; pycocotools' kpt_oks_sigmas)
-COCO_SIGMAS = [.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]
+# COCO's per-keypoint OKS constants sigma_i (Ruggero Ronchi & Perona 2017; pycocotools' kpt_oks_sigmas:
+# the standard deviations of human annotators' clicks as fractions of the object's scale)
+COCO_SIGMAS = [v / 10 for v in (.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89)]
 K = {name: i for i, name in enumerate(KEYPOINT_NAMES)}
 
 

@@ -159,11 +159,11 @@ def _person_category(coco: dict) -> int:
 
 
 def oks_sigmas(names: Sequence[str]) -> list[float]:
-    """COCO's per-keypoint OKS constants for COCO's keypoints; 0.5 (mid-range) for any other name."""
+    """COCO's per-keypoint OKS constants for COCO's keypoints; 0.07 (about their mean) for any other name."""
     from ..data.figures import COCO_SIGMAS, KEYPOINT_NAMES
 
     table = dict(zip(KEYPOINT_NAMES, COCO_SIGMAS))
-    return [table.get(n, 0.5) for n in names]
+    return [table.get(n, 0.07) for n in names]
 
 
 @torch.no_grad()
@@ -215,6 +215,7 @@ class KeypointTask(Task):
     primary = "ap"
     higher_is_better = True
     endpoint = "keypoints"
+    default_data = "figures-mini"
 
     # --- data
     def load_split(self, name: str, split: str, data_dir: str | None = None) -> PersonCrops:
