@@ -319,6 +319,11 @@ class KeypointTask(Task):
                 sc = torch.tensor([k["score"] for k in pred["keypoints"]])[None]
                 draw_people(images[n], xy, sc, pred["skeleton"], scale=4).save(file)
                 written.append(str(file))
+                record = out_dir / f"{Path(path).stem}-keypoints.json"
+                import json
+
+                record.write_text(json.dumps({"image": str(path), **pred}, indent=1))
+                written.append(str(record))
                 print(f"  drawn: {file}")
         return written
 
@@ -372,6 +377,8 @@ class KeypointPredictor:
         self.checkpoint = checkpoint
         self.device = torch.device(device)
         self.model = checkpoint.model.to(self.device).eval()
+        self.class_names = list(checkpoint.class_names)  # the keypoints, one heatmap each
+        self.input_size = tuple(checkpoint.preprocessing.input_size)
         extra = checkpoint.meta.extra
         self.pairs = [tuple(p) for p in extra.get("flip_pairs", [])]
         self.skeleton = [list(e) for e in extra.get("skeleton", [])]
