@@ -82,3 +82,5 @@ def test_predict_viz_and_serve(trained, tmp_path, capsys):
         assert bad.status_code == 400 and "min_score" in json.dumps(bad.json())
         junk = client.post("/v1/keypoints", files={"image": ("p.png", b"not an image", "image/png")})
         assert junk.status_code in (400, 415, 422)
+        assert "/static/keypoints.js" in client.get("/").text  # the page draws the skeleton
+        assert "/v1/keypoints" in client.get("/static/keypoints.js").text
