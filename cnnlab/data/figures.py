@@ -242,7 +242,10 @@ def render_image(rng: np.random.Generator, config: FigureConfig) -> tuple[np.nda
         for j, (x, y) in enumerate(kp):
             if not (-0.5 <= x < w - 0.5 and -0.5 <= y < h - 0.5):
                 continue  # outside the image: not labelled (v = 0, coordinates 0)
-            hidden = owner[int(round(y)), int(round(x))] != i
+            r, c = int(round(y)), int(round(x))
+            # hidden when no pixel within one of the joint shows this figure (a joint on its own outline,
+            # an ear on the head's rim, is still visible)
+            hidden = not (owner[max(0, r - 1):r + 2, max(0, c - 1):c + 2] == i).any()
             if not facing and KEYPOINT_NAMES[j] in ("nose", "left_eye", "right_eye"):
                 hidden = True  # behind the head
             out[j] = (x, y, 1 if hidden else 2)  # COCO, like PIL, puts the centre of pixel 0 at 0
