@@ -60,7 +60,7 @@ def test_a_coco_person_keypoints_file_is_read_unchanged(tmp_path):
     (tmp_path / "annotations" / "person_keypoints_val2017.json").write_text(json.dumps(data))
     crops = load_keypoint_split(str(tmp_path), "test")  # test falls back to val, as COCO ships it
     assert len(crops) == 1 and crops.ann_ids.tolist() == [5]  # the person without keypoints has no crop
-    assert crops.keypoint_names == KEYPOINT_NAMES and (0, 1) in crops.skeleton or (1, 0) in crops.skeleton
+    assert crops.keypoint_names == KEYPOINT_NAMES and {(0, 1), (1, 0)} & set(crops.skeleton)  # 1-based edges read 0-based
     side = 60 * 1.25  # the longer side, widened
     x0, y0 = 40 - side / 2, 40 - side / 2
     back = crops.to_original(crops.keypoints[:, :, :2])[0]
