@@ -12,7 +12,8 @@ The field of a unit is described, per axis, by three integers in input-pixel coo
 A layer with kernel ``k``, stride ``s``, padding ``p`` and dilation ``d`` maps (size, jump, start) to
 ``(size + (d*(k-1)) * jump, jump * s, start - p * jump)``. Where two paths meet (a residual addition,
 an inception or dense concatenation) the field of the merged unit is the union of the fields of its
-inputs, that is the largest one when they share a centre. Fields are not clipped to the image: like
+inputs, that is the largest one when they share a centre. A transposed convolution or an unpooling
+(a decoder's upsampling) divides the jump by its stride (:meth:`AxisField.spread`). Fields are not clipped to the image: like
 the decks say, a deep unit's field may be larger than the input itself.
 """
 
@@ -35,6 +36,23 @@ class AxisField:
         span = dilation * (kernel - 1) + 1  # a dilated kernel covers this many positions
         return AxisField(self.size + (span - 1) * self.jump, self.jump * stride, self.start - padding * self.jump,
                          self.exact)
+
+    def spread(self, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> "AxisField | None":
+        """The field after a transposed convolution (or an unpooling, a transposed window of ones).
+
+        Output unit ``o`` gathers the input units ``i`` with ``o = i*stride - padding + j*dilation`` for a
+        tap ``j``: those from ``(o + padding - dilation*(kernel-1)) / stride`` to ``(o + padding) / stride``.
+        The jump shrinks to ``jump / stride`` (None when that is not a whole pixel). With a stride the set
+        moves in steps, one input unit every ``stride`` outputs, so the field returned is the smallest one
+        that moves evenly and holds every unit's field (a bound, marked inexact); with stride 1 it is the
+        convolution's own rule.
+        """
+        if self.jump % stride:
+            return None
+        jump = self.jump // stride
+        reach = dilation * (kernel - 1)
+        return AxisField(self.size + reach * jump, jump, self.start + (padding - reach) * jump,
+                         self.exact and stride == 1)
 
     def whole(self, positions: int) -> "AxisField":
         """The field of a unit that sees all ``positions`` units of this axis (flatten, global pooling)."""

@@ -37,6 +37,7 @@ from .receptive import AxisField, Field, merge
 
 _CONV_OPS = {"conv1d": 1, "conv2d": 2, "conv3d": 3}
 _CONV_T_OPS = {"conv_transpose1d": 1, "conv_transpose2d": 2, "conv_transpose3d": 3}
+_UNPOOL_OPS = {"max_unpool1d": 1, "max_unpool2d": 2, "max_unpool3d": 3}
 _MAX_POOL_OPS = {"max_pool1d": 1, "max_pool2d": 2, "max_pool3d": 3, "max_pool1d_with_indices": 1,
                  "max_pool2d_with_indices": 2, "max_pool3d_with_indices": 3}
 _AVG_POOL_OPS = {"avg_pool1d": 1, "avg_pool2d": 2, "avg_pool3d": 3}
@@ -339,10 +340,24 @@ def _output_field(name: str, args: tuple, kwargs: dict, spec: dict | None, tagge
     source, tag = tagged[0]
     field_ = tag.field
     if spec is not None:
-        if name in _CONV_T_OPS or field_ is None or len(field_) != len(spec["kernel"]):
+        if field_ is None or len(field_) != len(spec["kernel"]):
             return None
+        if name in _CONV_T_OPS:  # a decoder's learnt upsampling: the jump shrinks by the stride
+            moved = [f.spread(k, s, p, d) for f, k, s, p, d in
+                     zip(field_, spec["kernel"], spec["stride"], spec["padding"], spec["dilation"])]
+            return None if any(m is None for m in moved) else tuple(moved)
         return tuple(f.through(k, s, p, d) for f, k, s, p, d in
                      zip(field_, spec["kernel"], spec["stride"], spec["padding"], spec["dilation"]))
+    if name in _UNPOOL_OPS:  # each output unit holds at most one pooled value: a transposed window of ones
+        if field_ is None or len(field_) != _UNPOOL_OPS[name]:
+            return None
+        axes = _UNPOOL_OPS[name]
+        kernel = _tuple(_argument(args, kwargs, 2, "kernel_size", 1), axes)
+        stride = _argument(args, kwargs, 3, "stride", None)
+        stride = _tuple(stride, axes) if stride not in (None, [], ()) else kernel
+        padding = _tuple(_argument(args, kwargs, 4, "padding", 0), axes)
+        moved = [f.spread(k, s, p) for f, k, s, p in zip(field_, kernel, stride, padding)]
+        return None if any(m is None for m in moved) else tuple(moved)
     if name in _ADAPTIVE_OPS:
         if field_ is None or len(field_) > source.dim():
             return None

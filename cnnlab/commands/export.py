@@ -63,8 +63,14 @@ def export_metadata(ckpt) -> dict[str, str]:
         "preprocessing": (f"{'greyscale' if c == 1 else 'RGB'} image resized (shorter side) and centre-cropped to "
                           f"{h}x{w}{', grey levels inverted' if p.invert else ''}; N x {c} x {h} x {w} float32 "
                           f"(pixel / 255 - mean) / std"),
-        "output": f"logits N x {' x '.join(map(str, _output_shape(ckpt)[1:]))}, in class_names order",
+        "output": _task(ckpt).output_description(_output_shape(ckpt)),
     }
+
+
+def _task(ckpt):
+    from ..tasks import get_task
+
+    return get_task(ckpt.task)
 
 
 def _output_shape(ckpt) -> tuple[int, ...]:

@@ -69,7 +69,7 @@ def triplet_batch_hard(embeddings: torch.Tensor, labels: torch.Tensor, margin: f
 
 def triplet_semi_hard(embeddings: torch.Tensor, labels: torch.Tensor, margin: float = 0.2) -> torch.Tensor:
     """FaceNet's semi-hard triplets: for each (anchor, positive), the nearest negative farther than the positive;
-    where there is none, the farthest negative (as in FaceNet's reference training). Mean over the pairs."""
+    where there is none, the farthest negative (the choice of TensorFlow's triplet_semihard_loss). Mean over the pairs."""
     d = pairwise_distances(embeddings, squared=True)
     positive, negative = _masks(labels)
     a, p = positive.nonzero(as_tuple=True)

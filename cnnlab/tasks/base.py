@@ -84,6 +84,9 @@ class Task(abc.ABC):
     primary: ClassVar[str] = "loss"  # the scalar that says how good a model is
     higher_is_better: ClassVar[bool] = False
     default_data: ClassVar[str] = ""  # the dataset a run uses when the configuration keeps the classification default
+    # Training settings (optimizer, lr, batch_size ...) the task's papers prescribe, used wherever the
+    # configuration keeps the classification default (a GAN's Adam 2e-4, beta1 0.5, say).
+    defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config=None):
         from ..train.config import TrainConfig
@@ -161,6 +164,11 @@ class Task(abc.ABC):
         """Run ``forward`` (the model, wrapped for data parallelism or compiled) on the batch; return
         the loss of optimisation ``phase`` and what to log."""
 
+    def end_epoch(self, model: nn.Module, run_dir: Path, record: dict[str, Any],
+                  log: Callable[[str], None]) -> None:
+        """Called once per epoch after the checkpoint is written (``record`` is the epoch's history line):
+        a task may write files of its own into ``run_dir`` (a GAN's sample grid) or ``log`` a warning."""
+
     # --- evaluation -------------------------------------------------------------------------------
     @abc.abstractmethod
     def evaluate(self, model: nn.Module, dataset, *, device: torch.device | str = "cpu",
@@ -189,6 +197,11 @@ class Task(abc.ABC):
     def describe(self, prediction: Any) -> Any:
         """A prediction as JSON-ready values."""
         return prediction
+
+    def output_description(self, shape: Sequence[int]) -> str:
+        """What the model's output of ``shape`` (one image: 1 x K, or 1 x K x H x W) means, as an exported
+        file records it."""
+        return f"logits N x {' x '.join(map(str, shape[1:]))}, in class_names order"
 
     def print_predictions(self, paths: Sequence[str], predictions: Sequence[Any], *, out_dir: Path | None = None,
                           images: Sequence[Any] = ()) -> list[str]:

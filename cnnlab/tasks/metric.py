@@ -96,6 +96,10 @@ class EmbeddingPredictor:
             path = index_path(checkpoint)
             index = EmbeddingIndex.load(path) if path is not None else None
         self.index = index or None  # False: embed only, look for no index
+        dim = getattr(self.model, "embedding_dim", None)
+        if self.index is not None and len(self.index) and dim is not None and self.index.dim != dim:
+            raise ConfigError(f"the index holds {self.index.dim}-D embeddings, the model gives {dim}-D: "
+                              "another model built it (cnnlab index build with this checkpoint makes one)")
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         return embed(self.model, images, self.mean, self.std, device=self.device)
@@ -141,8 +145,11 @@ class MetricTask(Task):
         if tuple(test_set.input_size) != tuple(train_set.input_size):
             raise DataError(f"test images are {test_set.input_size}, training images {train_set.input_size}")
         p = self.config.classes_per_batch or train_set.num_classes
-        if self.config.batch_size % p:
-            raise ConfigError(f"batch size {self.config.batch_size} is not P x K with P = {p} classes per batch")
+        if p > train_set.num_classes:
+            raise ConfigError(f"classes_per_batch {p} is more than the {train_set.num_classes} training classes")
+        if self.config.batch_size < 2 * p:
+            raise ConfigError(f"batch size {self.config.batch_size} leaves fewer than 2 images of each of the "
+                              f"{p} classes of a batch (classes_per_batch)")
 
     def data_fields(self, train_set: ImageDataset) -> dict[str, Any]:
         fields = super().data_fields(train_set)
@@ -154,8 +161,11 @@ class MetricTask(Task):
         seen = (checkpoint.meta.extra or {}).get("seen_classes", self.config.seen_classes)
         if seen == self.config.seen_classes:
             return dataset
-        other = MetricTask(dataclasses.replace(self.config, seen_classes=seen))
-        return other.load_split(name, dataset.split, getattr(self, "_data_dir", None) or self.config.data_dir or None)
+        data_dir = getattr(self, "_data_dir", None) or self.config.data_dir or None
+        other = MetricTask(dataclasses.replace(self.config, seen_classes=seen)).load_split(name, dataset.split, data_dir)
+        if len(dataset) < len(self.load_split(name, dataset.split, data_dir)):  # a limited split: as many, from the start
+            other = other.subset(slice(0, len(dataset)))
+        return other
 
     def model_options(self) -> dict[str, Any]:
         return {"backbone": self.config.backbone, "embedding_dim": self.config.embedding_dim}
@@ -163,7 +173,7 @@ class MetricTask(Task):
     # --- batches
     def epoch_order(self, dataset: ImageDataset, generator: torch.Generator) -> torch.Tensor:
         p = self.config.classes_per_batch or dataset.num_classes
-        return pk_order(dataset.labels, p, self.config.batch_size // p, generator)
+        return pk_order(dataset.labels, p, self.config.batch_size // p, generator, self.config.batch_size)
 
     def make_batch(self, dataset: ImageDataset, indices: torch.Tensor, *, train: bool,
                    generator: torch.Generator | None = None) -> Batch:
@@ -200,7 +210,9 @@ class MetricTask(Task):
         std = preprocessing.std if preprocessing is not None else dataset.std
         vectors = embed(model, dataset.images, mean, std, device=device, batch_size=batch_size)
         labels = dataset.labels
-        out: dict[str, Any] = {"images": len(dataset), "classes": list(dataset.class_names)}
+        # "unseen_classes": the classes evaluated (a verb may report the model's own, trained-on, classes as "classes")
+        out: dict[str, Any] = {"images": len(dataset), "classes": list(dataset.class_names),
+                               "unseen_classes": list(dataset.class_names)}
         out.update(retrieval_metrics(vectors, labels))
         out.update(verification_metrics(*pair_scores(vectors, labels)))
         ident = identification_metrics(vectors, labels)
@@ -214,10 +226,10 @@ class MetricTask(Task):
 
     def checkpoint_metrics(self, metrics: dict[str, Any]) -> dict[str, Any]:
         return {**{f"test_{k}": v for k, v in self.scalars(metrics).items()},
-                "eer_threshold": metrics.get("eer_threshold"), "evaluated_classes": metrics.get("classes")}
+                "eer_threshold": metrics.get("eer_threshold"), "evaluated_classes": metrics.get("unseen_classes")}
 
     def report(self, metrics: dict[str, Any], checkpoint, *, dataset: str, split: str) -> None:
-        print(f"{checkpoint.arch} on {dataset}/{split}, classes {', '.join(metrics['classes'])} "
+        print(f"{checkpoint.arch} on {dataset}/{split}, {'seen' if split == 'train' else 'unseen'} classes {', '.join(metrics['unseen_classes'])} "
               f"({metrics['images']} images)")
         print(f"  retrieval       MAP@R {metrics['map_at_r']:.4f}  P@1 {metrics['precision_at_1']:.4f}  "
               f"R-precision {metrics['r_precision']:.4f}  Recall@1/2/4/8 "
@@ -236,6 +248,10 @@ class MetricTask(Task):
         if "neighbours" in prediction:
             out["neighbours"] = [{"name": n["name"], "distance": round(n["distance"], 6)} for n in prediction["neighbours"]]
         return out
+
+    def output_description(self, shape: Sequence[int]) -> str:
+        return (f"embeddings N x {shape[1]}, each of unit length: cosine similarity (or the distance "
+                "sqrt(2 - 2 cos)) says how alike two images are")
 
     def print_predictions(self, paths: Sequence[str], predictions, *, out_dir: Path | None = None,
                           images: Sequence[Any] = ()) -> list[str]:

@@ -89,6 +89,11 @@ class TrainConfig:
         "help": "metric: P of P x K batches (K = batch size / P; 0: all training classes)"})
     seen_classes: str = field(default="0-4", metadata={
         "help": "metric: classes trained on (e.g. 0-4 or 0,2,4); the others are evaluated"})
+    # generation (the generate task; docs/generation.md)
+    feature_model: str = field(default="", metadata={
+        "help": "generate: a classifier run folder whose features FID / KID use (default: raw pixels)"})
+    gan_width: int = field(default=64, metadata={
+        "help": "generate: DCGAN base width (the discriminator's first layer; the widest layers have 4x)"})
     tensorboard: bool = field(default=False, metadata={"help": "also write TensorBoard event files (needs tensorboard)"})
 
     def validate(self) -> "TrainConfig":

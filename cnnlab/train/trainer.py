@@ -142,6 +142,10 @@ class Trainer:
         if self.task.default_data and config.data == TrainConfig.data and resumed is None:
             config = self.config = dataclasses.replace(config, data=self.task.default_data)
             self.task.config = config
+        kept = {k: v for k, v in self.task.defaults.items() if getattr(config, k) == getattr(TrainConfig, k)}
+        if kept and resumed is None:  # the task's own recipe where the configuration kept the defaults
+            config = self.config = dataclasses.replace(config, **kept).validate()
+            self.task.config = config
         self.run_dir = Path(config.out or f"runs/{config.model}-{Path(config.data).name}")
 
         self.train_set, self.val_set, self.test_set = self._load_data()
@@ -322,10 +326,10 @@ class Trainer:
                 batch = batch.select(torch.arange(len(idx))[part])
                 scale = self.dist.loss_scale(len(batch), len(idx))
             batch = task.prepare(batch, self.device, channels_last=c.channels_last)
-            for phase in task.phases:
+            for phase in task.phases:  # each phase logs its own sums (a GAN: the two networks' losses)
                 out = self._optimise(phase, batch, scale, step)
-            for name, value in out.sums.items():
-                sums[name] = sums[name] + value if name in sums else value
+                for name, value in out.sums.items():
+                    sums[name] = sums[name] + value if name in sums else value
             count += out.count
             if self.ema is not None:
                 self.ema.update_parameters(model)
@@ -405,6 +409,7 @@ class Trainer:
                 if self.dist.is_main:
                     improved = self._track_best(record)
                     self._save(t, improved)
+                    self.task.end_epoch(self.evaluation_model(), self.run_dir, record, self.log)
                     self.run_log.epoch(record)
                     bar.end_epoch(record)
                     self.log(_epoch_line(record, self.task.shown))

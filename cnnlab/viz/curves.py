@@ -77,6 +77,16 @@ def plot_curves(runs: dict[str, list[dict[str, Any]]], *, title: str = "Training
                     ys = [100 * y for y in ys] if key.endswith("acc") else ys
                     ax.plot(xs, ys, line, color=colour, marker="o" if len(xs) < 12 else None, markersize=3,
                             label=f"{name} {split}")
+        # A task with several losses (a GAN's generator and discriminator) logs the others as
+        # train_<name>_loss: drawn beside the main one, one marker style each.
+        others = sorted({k for r in history for k in r if k.startswith("train_") and k.endswith("_loss")
+                         and k not in ("train_loss", "train_g_loss")})
+        for j, key in enumerate(others):
+            points = [(r["epoch"], r[key]) for r in history if r.get(key) is not None]
+            xs, ys = zip(*points)
+            ax_loss.plot(xs, ys, "-.", color=colour, marker="sx^v"[j % 4], markersize=3, label=f"{name} {key[6:]}")
+        if others:
+            ax_loss.legend(loc="best")
         if has_lr:
             points = [(r["epoch"], r["lr"]) for r in history if r.get("lr") is not None]
             if points:

@@ -475,6 +475,9 @@ function setupPlayground() {
   const counts = () => {
     const c = Math.max(1, Math.min(4, parseInt($("channels").value, 10) || 1));
     const f = Math.max(1, Math.min(4, parseInt($("filters").value, 10) || 1));
+    // A change event also fires when focus leaves the field; rebuilding then would replace the editor
+    // the user is moving into, so only a real change of the counts rebuilds.
+    if (c === state.x.length && f === state.w.length) return;
     resizeChannels(c, f);
     state.step = 0;
     buildMatrixEditors();
