@@ -45,8 +45,9 @@ KEYPOINT_NAMES = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "lef
 # COCO's person skeleton (1-based keypoint indices, as in person_keypoints_*.json)
 SKELETON = [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7], [6, 8], [7, 9], [8, 10],
             [9, 11], [2, 3], [1, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7]]
-# COCO's per-keypoint OKS constants sigma_i (Ruggero Ronchi & Perona 2017; pycocotools' kpt_oks_sigmas)
-COCO_SIGMAS = [.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]
+# COCO's per-keypoint OKS constants sigma_i (Ruggero Ronchi & Perona 2017; pycocotools' kpt_oks_sigmas:
+# the standard deviations of human annotators' clicks as fractions of the object's scale)
+COCO_SIGMAS = [v / 10 for v in (.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89)]
 K = {name: i for i, name in enumerate(KEYPOINT_NAMES)}
 
 
@@ -241,7 +242,10 @@ def render_image(rng: np.random.Generator, config: FigureConfig) -> tuple[np.nda
         for j, (x, y) in enumerate(kp):
             if not (-0.5 <= x < w - 0.5 and -0.5 <= y < h - 0.5):
                 continue  # outside the image: not labelled (v = 0, coordinates 0)
-            hidden = owner[int(round(y)), int(round(x))] != i
+            r, c = int(round(y)), int(round(x))
+            # hidden when no pixel within one of the joint shows this figure (a joint on its own outline,
+            # an ear on the head's rim, is still visible)
+            hidden = not (owner[max(0, r - 1):r + 2, max(0, c - 1):c + 2] == i).any()
             if not facing and KEYPOINT_NAMES[j] in ("nose", "left_eye", "right_eye"):
                 hidden = True  # behind the head
             out[j] = (x, y, 1 if hidden else 2)  # COCO, like PIL, puts the centre of pixel 0 at 0

@@ -57,17 +57,18 @@ class Hourglass(nn.Module):
 
 
 class StackedHourglass(nn.Module):
-    """Stem (7x7/2 conv, residual, 2x2 max pool: a quarter of the input) then ``stacks`` hourglasses, each
+    """Stem (7x7/2 conv, residual, 2x2 max pool, two residuals: a quarter of the input) then ``stacks`` hourglasses, each
     followed by its heatmap prediction and the 1x1 re-mapping into the next stack (Figure 4, right)."""
 
     def __init__(self, num_keypoints: int, *, in_channels: int = 3, stacks: int = 2, depth: int = 3,
                  channels: int = 128):
         super().__init__()
+        # the paper's stem for 256 features: conv 7x7/2 to 64, residual to 128, pool, residual, residual to 256
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, channels // 2, 7, stride=2, padding=3), nn.BatchNorm2d(channels // 2),
-            nn.ReLU(inplace=True),  # C/2 x H/2 x W/2
-            Residual(channels // 2, channels), nn.MaxPool2d(2),  # C x H/4 x W/4
-            Residual(channels, channels), Residual(channels, channels))
+            nn.Conv2d(in_channels, channels // 4, 7, stride=2, padding=3), nn.BatchNorm2d(channels // 4),
+            nn.ReLU(inplace=True),  # C/4 x H/2 x W/2
+            Residual(channels // 4, channels // 2), nn.MaxPool2d(2),  # C/2 x H/4 x W/4
+            Residual(channels // 2, channels // 2), Residual(channels // 2, channels))  # C x H/4 x W/4
         self.hourglasses = nn.ModuleList(Hourglass(depth, channels) for _ in range(stacks))
         self.features = nn.ModuleList(nn.Sequential(Residual(channels, channels), nn.Conv2d(channels, channels, 1),
                                                     nn.BatchNorm2d(channels), nn.ReLU(inplace=True))

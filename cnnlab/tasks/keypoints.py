@@ -159,11 +159,11 @@ def _person_category(coco: dict) -> int:
 
 
 def oks_sigmas(names: Sequence[str]) -> list[float]:
-    """COCO's per-keypoint OKS constants for COCO's keypoints; 0.5 (mid-range) for any other name."""
+    """COCO's per-keypoint OKS constants for COCO's keypoints; 0.07 (about their mean) for any other name."""
     from ..data.figures import COCO_SIGMAS, KEYPOINT_NAMES
 
     table = dict(zip(KEYPOINT_NAMES, COCO_SIGMAS))
-    return [table.get(n, 0.5) for n in names]
+    return [table.get(n, 0.07) for n in names]
 
 
 @torch.no_grad()
@@ -215,6 +215,7 @@ class KeypointTask(Task):
     primary = "ap"
     higher_is_better = True
     endpoint = "keypoints"
+    default_data = "figures-mini"
 
     # --- data
     def load_split(self, name: str, split: str, data_dir: str | None = None) -> PersonCrops:
@@ -318,6 +319,11 @@ class KeypointTask(Task):
                 sc = torch.tensor([k["score"] for k in pred["keypoints"]])[None]
                 draw_people(images[n], xy, sc, pred["skeleton"], scale=4).save(file)
                 written.append(str(file))
+                record = out_dir / f"{Path(path).stem}-keypoints.json"
+                import json
+
+                record.write_text(json.dumps({"image": str(path), **pred}, indent=1))
+                written.append(str(record))
                 print(f"  drawn: {file}")
         return written
 
@@ -371,6 +377,8 @@ class KeypointPredictor:
         self.checkpoint = checkpoint
         self.device = torch.device(device)
         self.model = checkpoint.model.to(self.device).eval()
+        self.class_names = list(checkpoint.class_names)  # the keypoints, one heatmap each
+        self.input_size = tuple(checkpoint.preprocessing.input_size)
         extra = checkpoint.meta.extra
         self.pairs = [tuple(p) for p in extra.get("flip_pairs", [])]
         self.skeleton = [list(e) for e in extra.get("skeleton", [])]

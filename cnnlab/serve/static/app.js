@@ -130,6 +130,7 @@ async function classify(file) {
   if (!file) return;
   const chosen = models.find((m) => m.name === $("model").value);
   if (chosen && chosen.task === "segment" && window.cnnlabSegment) return window.cnnlabSegment(file, form(file));
+  if (chosen && chosen.task === "keypoints" && window.cnnlabKeypoints) return window.cnnlabKeypoints(file, form(file));
   if (chosen && chosen.task === "metric" && window.cnnlabMetric) return window.cnnlabMetric(file, form(file));
   if (chosen && chosen.task === "detect" && window.cnnlabDetect) return window.cnnlabDetect(file, form(file));
   $("original").src = URL.createObjectURL(file);

@@ -1,0 +1,54 @@
+// The page's keypoint card: POST /v1/keypoints, then the skeleton drawn over the image.
+// Loaded by one line of index.html; app.js hands an image here when the chosen model finds keypoints.
+"use strict";
+
+window.cnnlabKeypoints = async function (file, body) {
+  const $ = (id) => document.getElementById(id);
+  let card = $("keypoints-answer");
+  if (!card) {  // the card is made here, so that the page needs only the script line
+    card = document.createElement("section");
+    card.className = "answer";
+    card.id = "keypoints-answer";
+    card.innerHTML = '<div class="card images"><figure><canvas id="keypoints-overlay"></canvas>' +
+      "<figcaption>keypoints and skeleton (the figure's left orange, right blue)</figcaption></figure></div>";
+    document.querySelector("main").appendChild(card);
+  }
+  $("status").textContent = `Finding keypoints in ${file.name || "image"}…`;
+  const r = await fetch("/v1/keypoints", { method: "POST", body });
+  if (!r.ok) {
+    card.hidden = true;
+    let text = `${r.status} ${r.statusText}`;
+    try { text = (await r.json()).error.message || text; } catch (e) { /* keep the status line */ }
+    $("status").textContent = text;
+    return;
+  }
+  const res = (await r.json()).result;
+  const photo = new Image();
+  photo.src = URL.createObjectURL(file);
+  await photo.decode();
+  const scale = 4;  // keypoints are in the model's input pixels; drawn 4 times larger
+  const canvas = $("keypoints-overlay");
+  canvas.width = res.width * scale; canvas.height = res.height * scale;
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(photo, 0, 0, canvas.width, canvas.height);
+  const pts = res.keypoints;
+  const colour = (a, b) => (a.includes("left") && (!b || b.includes("left")) ? "rgb(255,140,0)"
+    : a.includes("right") && (!b || b.includes("right")) ? "rgb(30,144,255)" : "rgb(50,205,50)");
+  ctx.lineWidth = 3;
+  for (const [a, b] of res.skeleton) {  // skeleton edges: 0-based keypoint indices
+    const p = pts[a], q = pts[b];
+    if (!p || !q || !p.visible || !q.visible) continue;
+    ctx.strokeStyle = colour(p.name, q.name);
+    ctx.beginPath(); ctx.moveTo(p.x * scale, p.y * scale); ctx.lineTo(q.x * scale, q.y * scale); ctx.stroke();
+  }
+  for (const p of pts) {
+    if (!p.visible) continue;
+    ctx.fillStyle = colour(p.name);
+    ctx.beginPath(); ctx.arc(p.x * scale, p.y * scale, 4, 0, 2 * Math.PI); ctx.fill();
+  }
+  $("answer").hidden = true;
+  card.hidden = false;
+  $("status").textContent = `Done: ${pts.filter((p) => p.visible).length} keypoints (score ${res.score.toFixed(3)}).`;
+  document.body.dataset.state = "keypoints";
+};
