@@ -103,7 +103,9 @@ def test_list_matches_parts_of_names_and_says_when_nothing_does(capsys):
     listing = run_json(capsys, ["list", "res"])
     names = {m["name"] for m in listing["models"]}
     assert {"resnet18", "se_resnet50", "resnet20"} <= names and "densenet121" not in names
-    assert all(m["task"] == "classify" for m in listing["models"]) and listing["datasets"] == []
+    tasks = {m["name"]: m["task"] for m in listing["models"]}
+    assert all("res" in n for n in tasks) and listing["datasets"] == []
+    assert tasks["resnet18"] == "classify" and tasks["fcn8s_resnet18"] == "segment"  # each says its task
     assert {d["name"] for d in run_json(capsys, ["list", "cifar"])["datasets"]} == {"cifar10", "cifar100"}
     assert main(["list", "zzz"]) == 1
     assert "no model or dataset matches 'zzz'" in capsys.readouterr().out

@@ -28,7 +28,7 @@ FAMILIES = {"lenet": ["lenet5_modern"], "vgg": ["vgg11", "vgg11_bn", "vgg*"], "g
 
 def _pick(patterns: list[str]) -> str | None:
     for pattern in patterns:
-        found = cnnlab.list_models(pattern)
+        found = cnnlab.list_models(pattern, task="classify")
         if found:
             return found[0]
     return None
