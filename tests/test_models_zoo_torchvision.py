@@ -26,3 +26,22 @@ def test_torchvision_state_dict_loads_and_agrees(name, side):
     with torch.no_grad():
         expected, got = theirs(x), ours(x)
     assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small", "efficientnet_b0"])
+def test_torchvision_weight_file_serves_imagenet_labels(name, tmp_path):
+    # A user's torchvision file (random weights here), saved the way torchvision's own are: a plain state dict.
+    from cnnlab.train.checkpoint import load_checkpoint
+
+    torch.manual_seed(0)
+    theirs = getattr(torchvision.models, name)(weights=None).eval()
+    torch.save(theirs.state_dict(), tmp_path / f"{name}.pth")
+    ckpt = load_checkpoint(f"{name}@{tmp_path / f'{name}.pth'}")
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.allclose(ckpt.model(x), theirs(x), rtol=1e-4, atol=1e-5)
+    from torchvision.models import get_model_weights
+
+    # torchvision's own category list, as its ImageNet weights carry it
+    categories = get_model_weights(name).DEFAULT.meta["categories"]
+    assert ckpt.class_names == list(categories)

@@ -166,3 +166,21 @@ def test_backbone_lr_multiplier_makes_its_own_groups():
     assert by_lr == {0.1: head, 0.01: sum(p.numel() for p in model.parameters()) - head}
     with pytest.raises(ConfigError, match="freeze must be"):
         TrainConfig(freeze="everything").validate()
+
+
+def test_serve_pretrained_loads_the_best_shipped_model():
+    import argparse
+
+    from cnnlab.commands.serve import checkpoint_specs
+    from cnnlab.serve.config import ServeConfig
+    from cnnlab.serve.models import load_models
+
+    specs = checkpoint_specs(argparse.Namespace(checkpoints=[], pretrained="fashion-mnist"))
+    best = max((r for r in weights.pretrained_table() if r["tag"] == "fashion-mnist"), key=lambda r: r["test_accuracy"])
+    assert specs == [f"fashion-mnist={best['model']}@fashion-mnist"]
+    served = load_models(specs, ServeConfig(plan=False, max_batch=1))  # its batcher starts with the app
+    model = served["fashion-mnist"]
+    assert model.checkpoint.arch == best["model"] and model.checkpoint.class_names[0] == "T-shirt/top"
+    assert len(model.predictor.predict_batch(torch.zeros(1, 1, 28, 28, dtype=torch.uint8), 3)[0]) == 3
+    with pytest.raises(ConfigError, match="no shipped weights are trained on 'cifar10'"):
+        checkpoint_specs(argparse.Namespace(checkpoints=[], pretrained="cifar10"))

@@ -53,6 +53,20 @@ def config_from_args(args):
                        precision=args.precision, plan=not args.no_plan)
 
 
+def checkpoint_specs(args) -> list[str]:
+    """The checkpoints to serve: CKPT arguments, then ``--pretrained TAG`` as ``NAME=MODEL@TAG``."""
+    specs = list(args.checkpoints)
+    if args.pretrained:
+        from ..weights import best_for
+
+        specs.append(f"{args.pretrained}={best_for(args.pretrained)}@{args.pretrained}")
+    if not specs:
+        from ..errors import ConfigError
+
+        raise ConfigError("serve needs a checkpoint (CKPT) or --pretrained TAG")
+    return specs
+
+
 def run(args) -> int:
     import importlib.util
 
@@ -65,14 +79,5 @@ def run(args) -> int:
     from ..serve.server import run_server
 
     config = config_from_args(args)
-    specs = list(args.checkpoints)
-    if args.pretrained:
-        from ..weights import best_for
-
-        specs.append(f"{best_for(args.pretrained)}@{args.pretrained}")
-    if not specs:
-        from ..errors import ConfigError
-
-        raise ConfigError("serve needs a checkpoint (CKPT) or --pretrained TAG")
-    run_server(specs, config, device=args.device, log_level=args.log_level)
+    run_server(checkpoint_specs(args), config, device=args.device, log_level=args.log_level)
     return 0
