@@ -12,6 +12,7 @@ def register(subparsers) -> None:
                    help="filter on model and dataset names: a part of the name (res) or a shell pattern ('vgg1?')")
     p.add_argument("--datasets", action="store_true", help="list datasets only")
     p.add_argument("--models", action="store_true", help="list models only")
+    p.add_argument("--pretrained", action="store_true", help="list the weights shipped with cnnlab (MODEL@TAG)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
@@ -31,6 +32,8 @@ def run(args) -> int:
     from ..data import DATASETS
     from ..registry import list_models, model_info
 
+    if args.pretrained:
+        return _list_pretrained(args)
     models = []
     if not args.datasets:
         for name in list_models(args.pattern):
@@ -68,3 +71,23 @@ def _matches(name: str, pattern: str) -> bool:
     import fnmatch
 
     return fnmatch.fnmatch(name, pattern) if any(c in pattern for c in "*?[") else pattern in name
+
+
+def _list_pretrained(args) -> int:
+    from ..weights import pretrained_table
+
+    rows = [r for r in pretrained_table() if _matches(r["model"], args.pattern)]
+    if args.json:
+        print_json({"pretrained": rows})
+        return 0
+    if not rows:
+        print(f"no shipped weights match '{args.pattern}'")
+        return 1
+    print_table([(f"{r['model']}@{r['tag']}", r["dataset"], f"{100 * r['test_accuracy']:.2f}", human_count(r["params"]),
+                  f"{r['bytes'] / 1024:.0f} KiB", r["recipe"]) for r in rows],
+                ["weights", "dataset", "test acc %", "params", "size", "recipe"], title="shipped weights",
+                justify_right=["test acc %", "params", "size"])
+    total = sum(r["bytes"] for r in rows)
+    print(f"{len(rows)} weight files, {total / 1024 / 1024:.1f} MiB in all; use as MODEL@TAG "
+          "(cnnlab eval resnet20@fashion-mnist) or create_model(MODEL, pretrained=TAG)")
+    return 0

@@ -14,6 +14,8 @@ def register(subparsers) -> None:
                  example="cnnlab predict runs/lenet5 shoe.png shirt.jpg --top-k 3")
     p.add_argument("checkpoint", metavar="CKPT")
     p.add_argument("images", metavar="IMAGE", nargs="+", help="any image Pillow reads")
+    p.add_argument("--weights", metavar="FILE_OR_TAG", help="CKPT is then a model name, and these its weights: a "
+                   "torchvision/timm state-dict file (.pth, .safetensors) or a shipped tag (fashion-mnist)")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--invert", action="store_true", help="invert grey levels (dark object on light paper -> "
                    "light on dark, as in MNIST-style data); without it, a light background is noticed and inverted "
@@ -35,7 +37,8 @@ def run(args) -> int:
 
     if args.top_k < 1:
         raise ValueError("--top-k must be at least 1")
-    checkpoint = load_checkpoint(args.checkpoint, device=args.device)
+    spec = f"{args.checkpoint}@{args.weights}" if args.weights else args.checkpoint
+    checkpoint = load_checkpoint(spec, device=args.device)
     task = get_task(checkpoint.task)
     predictor = task.predictor(checkpoint, device=args.device)
     if hasattr(predictor, "plan"):

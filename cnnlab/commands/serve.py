@@ -11,7 +11,10 @@ def register(subparsers) -> None:
                  description="Serve checkpoints over HTTP. API: POST /v1/classify, POST /v1/classify/batch, "
                              "POST /v1/cam, GET /v1/models, GET /livez, GET /readyz, /docs, /openapi.json; "
                              "web page at /. Give a checkpoint as PATH or NAME=PATH.")
-    p.add_argument("checkpoints", metavar="CKPT", nargs="+", help="checkpoint folder, or NAME=folder")
+    p.add_argument("checkpoints", metavar="CKPT", nargs="*", help="checkpoint folder, or NAME=folder; MODEL@TAG "
+                   "(shipped weights) or MODEL@FILE (a torchvision/timm state dict)")
+    p.add_argument("--pretrained", metavar="TAG", help="also serve the best shipped weights of TAG (fashion-mnist, "
+                   "mnist); see 'cnnlab list --pretrained'")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", default="cpu")
@@ -50,6 +53,20 @@ def config_from_args(args):
                        precision=args.precision, plan=not args.no_plan)
 
 
+def checkpoint_specs(args) -> list[str]:
+    """The checkpoints to serve: CKPT arguments, then ``--pretrained TAG`` as ``NAME=MODEL@TAG``."""
+    specs = list(args.checkpoints)
+    if args.pretrained:
+        from ..weights import best_for
+
+        specs.append(f"{args.pretrained}={best_for(args.pretrained)}@{args.pretrained}")
+    if not specs:
+        from ..errors import ConfigError
+
+        raise ConfigError("serve needs a checkpoint (CKPT) or --pretrained TAG")
+    return specs
+
+
 def run(args) -> int:
     import importlib.util
 
@@ -62,5 +79,5 @@ def run(args) -> int:
     from ..serve.server import run_server
 
     config = config_from_args(args)
-    run_server(args.checkpoints, config, device=args.device, log_level=args.log_level)
+    run_server(checkpoint_specs(args), config, device=args.device, log_level=args.log_level)
     return 0

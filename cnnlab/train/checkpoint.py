@@ -388,9 +388,16 @@ def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu", arc
     """Rebuild the model saved at ``path`` and load its weights; never unpickles.
 
     ``arch``, when given, is the architecture the caller expects; a checkpoint of another one raises
-    :class:`~cnnlab.errors.CheckpointError`.
+    :class:`~cnnlab.errors.CheckpointError`. ``MODEL@TAG`` names shipped weights and ``MODEL@FILE`` a
+    torchvision / timm state-dict file (:mod:`cnnlab.weights`).
     """
+    from ..weights import open_spec
 
+    named = open_spec(path, device=device)
+    if named is not None:
+        if arch is not None and arch != named.arch:
+            raise CheckpointError(f"'{path}' holds a {named.arch}, not a {arch}")
+        return named
     directory = checkpoint_dir(path)
     meta = read_meta(directory)
     if arch is not None and arch != meta.arch:

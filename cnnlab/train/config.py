@@ -48,6 +48,11 @@ class TrainConfig:
         "help": "segmentation: per-class loss weights, 'median' (median frequency balancing) or a comma list"})
     init_from: str = field(default="", metadata={
         "help": "a run folder whose model starts this one (a classifier's trunk starts a segmentation encoder)"})
+    weights: str = field(default="", metadata={
+        "help": "start from these weights: a shipped tag (fashion-mnist), a run folder or a torchvision/timm "
+                "state-dict file; tensors that do not fit (a head for other classes) stay freshly initialised"})
+    freeze: str = field(default="", metadata={"help": "features: train only the head (with --weights)"})
+    backbone_lr: float = field(default=1.0, metadata={"help": "learning-rate multiplier of everything but the head"})
     init: str = field(default="default", metadata={"help": "weight init: " + "|".join(INITS)})
     augment: str = field(default="", metadata={"help": "comma list of " + "|".join(AUGMENTS) + " (flip only where valid)"})
     crop_padding: int = field(default=2, metadata={"help": "padding for random crops"})
@@ -118,6 +123,10 @@ class TrainConfig:
             raise ConfigError("randaug_magnitude must be 0-30 and randaug_ops at least 1")
         if self.mixup_alpha <= 0 or self.cutmix_alpha <= 0 or self.color_jitter < 0:
             raise ConfigError("mixup_alpha and cutmix_alpha must be positive, color_jitter not negative")
+        if self.freeze not in ("", "none", "features"):
+            raise ConfigError(f"freeze must be 'features' or empty, not '{self.freeze}'")
+        if self.backbone_lr < 0:
+            raise ConfigError(f"backbone_lr must not be negative, got {self.backbone_lr}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if not 0.0 <= self.label_smoothing < 1.0:

@@ -11,21 +11,30 @@ from torch import nn
 from .config import TrainConfig
 
 
-def parameter_groups(parameters: nn.Module | Iterable[nn.Parameter], weight_decay: float) -> list[dict]:
-    """No weight decay on biases and normalisation parameters (1-D tensors), as is standard practice."""
-    decay, no_decay = [], []
+def parameter_groups(parameters: nn.Module | Iterable[nn.Parameter], weight_decay: float,
+                     slow: set[int] | None = None, slow_lr: float | None = None) -> list[dict]:
+    """No weight decay on biases and normalisation parameters (1-D tensors), as is standard practice.
+    Parameters whose ``id`` is in ``slow`` (a pretrained trunk) get their own groups at ``slow_lr``."""
+    slow = slow or set()
+    buckets: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for p in (parameters.parameters() if isinstance(parameters, nn.Module) else parameters):
         if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
+            buckets.setdefault((id(p) in slow, p.ndim <= 1), []).append(p)
+    groups = [{"params": buckets.get((False, False), []), "weight_decay": weight_decay}]
+    if buckets.get((False, True)):
+        groups.append({"params": buckets[(False, True)], "weight_decay": 0.0})
+    for is_bias in (False, True):
+        if buckets.get((True, is_bias)):
+            groups.append({"params": buckets[(True, is_bias)], "weight_decay": 0.0 if is_bias else weight_decay,
+                           "lr": slow_lr})
     return groups
 
 
-def make_optimizer(parameters: nn.Module | Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
-    """The optimiser ``config.optimizer`` over ``parameters`` (a model's, or one training phase's)."""
-    groups = parameter_groups(parameters, config.weight_decay)
+def make_optimizer(parameters: nn.Module | Iterable[nn.Parameter], config: TrainConfig,
+                   slow: set[int] | None = None) -> torch.optim.Optimizer:
+    """The optimiser ``config.optimizer`` over ``parameters`` (a model's, or one training phase's);
+    the parameters in ``slow`` learn at ``config.lr * config.backbone_lr``."""
+    groups = parameter_groups(parameters, config.weight_decay, slow, config.lr * config.backbone_lr)
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
                                nesterov=config.nesterov and config.momentum > 0)

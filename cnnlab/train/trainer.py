@@ -31,6 +31,7 @@ from ..tasks.classify import autocast as autocast_context
 from ..tasks.classify import evaluate_classifier as evaluate  # noqa: F401 - the classification evaluator, by its old name
 from ..tasks.classify import make_augment  # noqa: F401 - kept importable from here
 from . import distributed
+from .. import weights as transfer
 from .checkpoint import load_train_state, new_run_dir, read_meta, run_folder, save_checkpoint, load_state_dict_checked
 from .config import TrainConfig
 from .distributed import DistributedContext
@@ -158,6 +159,8 @@ class Trainer:
         initialise(self.model, config.init)
         if config.init_from and resumed is None:
             self.log(self.task.init_from(self.model, config.init_from))
+        if config.weights and resumed is None:
+            self.log(transfer.start_run(self.model, config))
         self.model.to(self.device)
         if self.dist.enabled:
             self.model = distributed.convert_batchnorm(self.model, self.device)
@@ -168,7 +171,8 @@ class Trainer:
         if config.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.steps_per_epoch = math.ceil(len(self.train_set) / config.batch_size)
-        self.optimizers = {phase: make_optimizer(self.task.phase_parameters(self.model, phase), config)
+        self.optimizers = {phase: make_optimizer(self.task.phase_parameters(self.model, phase), config,
+                                                 slow=transfer.slow_parameters(self.model, config))
                            for phase in self.task.phases}
         self.schedulers = {phase: make_scheduler(opt, config, self.steps_per_epoch)
                            for phase, opt in self.optimizers.items()}
