@@ -75,12 +75,13 @@ def beam_decode(probs: torch.Tensor, alphabet: Sequence[str], beam: int = 8,
     """Prefix beam search over N x T x (K + 1) probabilities: per line the most probable labelling kept
     in a beam of ``beam`` prefixes and its probability (summed over its paths). Classes below ``prune``
     in a column are not tried as extensions (they cannot change the winner at this beam width)."""
-    logp = probs.double().clamp(min=1e-30).log()
+    logp = probs.double().clamp(min=1e-300).log()
+    floor = math.log(prune) if prune > 0 else -math.inf
     out = []
     for row in logp:
         beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, -math.inf)}  # prefix -> (log p blank-end, non-blank-end)
         for column in row.tolist():
-            candidates = [k for k in range(1, len(column)) if column[k] >= math.log(prune)]
+            candidates = [k for k in range(1, len(column)) if column[k] >= floor]
             nxt: dict[tuple[int, ...], list[float]] = {}
 
             def add(prefix, blank_end, char_end):
