@@ -224,6 +224,22 @@ class OcrTask(Task):
         return {"result": result}
 
 
+    # --- pictures
+    pictures_kinds = ("alignment",)
+
+    def pictures(self, checkpoint, dataset: TextLines, out_dir: Path, *, kind: str, limit: int) -> list[dict[str, Any]]:
+        from ..ocr.draw import alignment_picture
+
+        data = dataset.subset(slice(0, min(limit or 8, 16)))
+        with torch.no_grad():
+            probs = _log_probs(checkpoint.model.eval(), checkpoint.preprocessing.normalize(data.images)).exp()
+        read = [t for t, _, _ in greedy_decode(probs, checkpoint.class_names)]
+        name = Path(checkpoint.path).name or checkpoint.arch
+        path = alignment_picture(data.images, probs, checkpoint.class_names, data.texts, read,
+                                 out_dir / f"alignment-{name}.png")
+        return [{"kind": kind, "path": str(path), "lines": len(data), "read": read, "truth": data.texts}]
+
+
 class OcrPredictor:
     """``predict_batch(uint8 N x C x H x W)`` -> per line: ``text`` (greedy), its ``characters`` with
     confidences and peak columns, ``confidence`` (their product), and the beam-search ``beam_text``."""
