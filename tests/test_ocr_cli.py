@@ -96,6 +96,9 @@ def test_predict_prints_text_with_character_confidences_and_serve_answers(traine
     assert fixed["confidence"] == pytest.approx(p9 ** 3, abs=1e-4)
     main(["predict", str(trained), str(tmp_path / "line.png")])
     assert repr(pred["text"]) in capsys.readouterr().out
+    (picture,) = run_json(capsys, "viz", "predictions", str(trained), "--limit", "3", "--out", str(tmp_path / "v"))
+    assert picture["kind"] == "alignment" and picture["truth"] == test.texts[:3]
+    assert Image.open(picture["path"]).size == (3 * 256, 3 * (3 * 32 + 30))  # three lines, drawn 3 times larger
 
     from cnnlab.serve import BackgroundServer, ServeConfig, build_app
 
