@@ -104,6 +104,16 @@ def test_crnn_sequence_length_follows_table_1():
     assert torch.allclose(out.exp().sum(-1), torch.ones(2, 63))
     with pytest.raises(DataError, match="32 pixels"):
         model(torch.zeros(1, 1, 48, 256))
+    # the baseline reads one step per pixel column: in its first BiLSTM the forward half of step t has
+    # seen columns 0..t only, the backward half columns t..W-1
+    baseline = create_model("lstm_ctc", num_classes=10).eval()
+    x = torch.zeros(1, 1, 32, 256)
+    y = x.clone()
+    y[..., 100:] = 1.0
+    assert baseline(x).shape == (1, 256, 11)
+    first = baseline.sequence[0]
+    fx, fy = (first(v.permute(0, 3, 1, 2).reshape(1, 256, 32)) for v in (x, y))
+    assert torch.equal(fx[0, :100, :64], fy[0, :100, :64]) and not torch.equal(fx[0, :100, 64:], fy[0, :100, 64:])
 
 
 def test_digit_lines_use_the_split_s_own_digits(shared_data, tmp_path):

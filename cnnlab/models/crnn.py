@@ -108,3 +108,38 @@ def crnn(*, num_classes: int = 10, in_channels: int = 1) -> CRNN:
 def crnn_small(*, num_classes: int = 10, in_channels: int = 1) -> CRNN:
     """Table 1 with a quarter of the maps (16-32-64-64-128-128-128) and 64 LSTM units each way."""
     return CRNN(num_classes=num_classes, in_channels=in_channels, maps=(16, 32, 64, 64, 128, 128, 128), hidden_size=64)
+
+
+class ColumnLSTM(Backbone):
+    """The baseline without convolutions: each pixel column of the line (C * H values) is one step of
+    the two BiLSTMs, and each step scores the alphabet + blank, as CRNN's columns do (the row-by-row
+    readers of :mod:`cnnlab.models.recurrent`, turned to read a line left to right)."""
+
+    def __init__(self, *, num_classes: int = 10, in_channels: int = 1, hidden_size: int = 64, image_height: int = 32):
+        super().__init__()
+        self.image_height = image_height
+        self.sequence = nn.Sequential(BidirectionalLSTM(in_channels * image_height, hidden_size),
+                                      BidirectionalLSTM(2 * hidden_size, hidden_size))
+        self.classifier = nn.Linear(2 * hidden_size, num_classes + 1)
+        self.num_classes = num_classes
+        self.feature_info = []
+
+    def trunk(self) -> list[tuple[str, nn.Module]]:
+        return [("sequence", self.sequence)]
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        if h != self.image_height:
+            raise DataError(f"this column reader takes lines {self.image_height} pixels high, got {h}")
+        return self.sequence(x.permute(0, 3, 1, 2).reshape(n, w, c * h))  # N x W x (C*H): step t = column t
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.forward_features(x)).log_softmax(-1)  # N x W x (K + 1)
+
+
+@register_model("lstm_ctc", family="RNN", paper="Graves et al., ICML 2006 (CTC); Hochreiter & Schmidhuber 1997",
+                year=2006, input_size=(1, 32, 256), num_classes=10, task="ocr", tags=_TAGS,
+                description="baseline: 2 BiLSTM 64 over raw pixel columns -> CTC (no convolutions)")
+def lstm_ctc(*, num_classes: int = 10, in_channels: int = 1) -> ColumnLSTM:
+    """CRNN's recurrent layers alone, reading the line's pixel columns (256 steps for a 256-wide line)."""
+    return ColumnLSTM(num_classes=num_classes, in_channels=in_channels)
