@@ -151,3 +151,17 @@ def test_a_folder_of_lines_with_any_alphabet(tmp_path):
         load_text_lines(tmp_path, "train")
     with pytest.raises(DataError, match="labels.txt"):
         load_text_lines(tmp_path / "nowhere", "train")
+
+
+def test_crnn_over_zoo_backbones_reads_stride_8_columns():
+    import cnnlab
+    from cnnlab.models.crnn import BackboneCRNN
+
+    for name in ("resnet18", "vgg11"):
+        model = BackboneCRNN(name).eval()
+        assert model(torch.zeros(1, 1, 32, 256)).shape == (1, 256 // 8, 11)
+        # the trunk is the zoo classifier's, under its own names: a classifier's weights load into it
+        zoo = cnnlab.create_model(name, input_size=(1, 32, 32), num_classes=10).state_dict()
+        own = {k.removeprefix("features.model."): v for k, v in model.state_dict().items() if k.startswith("features.")}
+        assert own and all(k in zoo and zoo[k].shape == v.shape for k, v in own.items())
+    assert cnnlab.model_info("crnn_resnet18").task == "ocr"

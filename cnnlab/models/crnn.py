@@ -143,3 +143,47 @@ class ColumnLSTM(Backbone):
 def lstm_ctc(*, num_classes: int = 10, in_channels: int = 1) -> ColumnLSTM:
     """CRNN's recurrent layers alone, reading the line's pixel columns (256 steps for a 256-wide line)."""
     return ColumnLSTM(num_classes=num_classes, in_channels=in_channels)
+
+
+class BackboneCRNN(Backbone):
+    """CRNN over any zoo classifier's trunk (``features_only``): its deepest stage whose width reduction is
+    at most ``max_reduction`` (8: 32 columns for a 256-wide line, room for 15 characters), averaged over
+    the height (the column of features the paper's conv stack leaves), then the two BiLSTMs and the
+    per-column classifier of Table 1. The backbone is built in its small-input form, for 32-pixel lines."""
+
+    def __init__(self, backbone: str, *, num_classes: int = 10, in_channels: int = 1, hidden_size: int = 64,
+                 max_reduction: int = 8):
+        super().__init__()
+        from ..backbone import FeatureExtractor
+        from ..errors import ConfigError
+        from ..registry import create_model
+
+        trunk = create_model(backbone, input_size=(in_channels, 32, 32), num_classes=10)
+        stages = [i for i, f in enumerate(trunk.feature_info) if f.reduction <= max_reduction]
+        if not stages:
+            raise ConfigError(f"{backbone} has no stage with a reduction of at most {max_reduction}")
+        self.backbone_name = backbone
+        self.features = FeatureExtractor(trunk, [stages[-1]])
+        channels = self.features.channels[0]
+        self.sequence = nn.Sequential(BidirectionalLSTM(channels, hidden_size), BidirectionalLSTM(2 * hidden_size, hidden_size))
+        self.classifier = nn.Linear(2 * hidden_size, num_classes + 1)
+        self.num_classes = num_classes
+        self.feature_info = []
+
+    def trunk(self) -> list[tuple[str, nn.Module]]:
+        return [("features", self.features), ("sequence", self.sequence)]
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        (f,) = self.features(x)  # N x C x h x W/r
+        return self.sequence(f.mean(2).transpose(1, 2))  # height averaged: N x W/r x C -> N x W/r x 2H
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.forward_features(x)).log_softmax(-1)  # N x W/r x (K + 1)
+
+
+@register_model("crnn_resnet18", family="CRNN", paper="Shi et al., TPAMI 2017; He et al., CVPR 2016", year=2016,
+                input_size=(1, 32, 256), num_classes=10, task="ocr", tags=_TAGS,
+                description="ResNet-18's trunk to layer3 (stride 8) -> 2 BiLSTM 64 -> CTC")
+def crnn_resnet18(*, num_classes: int = 10, in_channels: int = 1) -> BackboneCRNN:
+    """CRNN with the zoo's ResNet-18 (small-input form) as its convolutional stack, through ``features_only``."""
+    return BackboneCRNN("resnet18", num_classes=num_classes, in_channels=in_channels)
