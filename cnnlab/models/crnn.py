@@ -24,7 +24,9 @@ Transcription  per-column scores of the alphabet + the CTC blank
 The paper's rectangular pooling windows are written "1 x 2" (width x height); they halve the height
 only, so the feature sequence keeps a quarter of the image's columns (63 steps for a 256-wide line),
 each column's receptive field a narrow vertical strip. ``crnn_small`` keeps the table with a quarter
-of the maps and 64 LSTM units each way, a size that trains in minutes on a CPU. The output is
+of the maps and 64 LSTM units each way, a size that trains in minutes on a CPU. :class:`BackboneCRNN` puts any zoo
+classifier's trunk (``features_only``) in place of the conv stack (``crnn_resnet18``), and
+:class:`ColumnLSTM` (``lstm_ctc``) is the baseline without convolutions. The output is
 N x T x (num_classes + 1) log-probabilities, class 0 the blank (see :mod:`cnnlab.ocr.ctc`).
 """
 
