@@ -235,7 +235,8 @@ class OcrTask(Task):
         with torch.no_grad():
             probs = _log_probs(checkpoint.model.eval(), checkpoint.preprocessing.normalize(data.images)).exp()
         read = [t for t, _, _ in greedy_decode(probs, checkpoint.class_names)]
-        name = Path(checkpoint.path).name or checkpoint.arch
+        where = Path(checkpoint.path)
+        name = (where.parent.name if where.name in ("last", "best") else where.name) or checkpoint.arch
         path = alignment_picture(data.images, probs, checkpoint.class_names, data.texts, read,
                                  out_dir / f"alignment-{name}.png")
         return [{"kind": kind, "path": str(path), "lines": len(data), "read": read, "truth": data.texts}]
