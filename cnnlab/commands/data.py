@@ -38,7 +38,8 @@ def register(subparsers) -> None:
                  "semantic masks (COCO JSON + PNG + VOC PNGs)",
                  "cnnlab data make fashion-scenes --count 2000 --test-count 400 --size 128 --seed 0 --max-objects 6")
     sub.add_argument("name", help="fashion-scenes, mnist-scenes, fashion-scenes-mini, or figures / figures-mini "
-                     "(stick figures with COCO person keypoints)")
+                     "(stick figures with COCO person keypoints), or digit-strings / digit-strings-mini "
+                     "(text lines of real MNIST digits, for OCR)")
     sub.add_argument("--count", type=int, help="training scenes (default: the set's own: 5000, 200 for the mini set)")
     sub.add_argument("--test-count", type=int, help="test scenes (default: the set's own: 1000, 50 for the mini set)")
     sub.add_argument("--size", default="128", help="canvas size, N or HxW (default 128)")
@@ -204,6 +205,8 @@ def run_make(args) -> int:
 
     if args.name in ("figures", "figures-mini"):
         return run_make_figures(args)
+    if args.name in ("digit-strings", "digit-strings-mini"):
+        return run_make_digit_strings(args)
 
     from ..data.object_datasets import make_scene_set
     from ..errors import ConfigError
@@ -271,6 +274,40 @@ def run_make_figures(args) -> int:
         for split, st in stats.items():
             print(f"{args.name} {split}: {st['images']} images, {st['people']} people; keypoints visible "
                   f"{st['visible']:.1%}, hidden {st['hidden']:.1%}, unlabelled {st['unlabelled']:.1%}")
+        print(f"written to {folder} ({seconds:.1f} s)")
+    return 0
+
+
+def run_make_digit_strings(args) -> int:
+    """``cnnlab data make digit-strings``: lines of 1-12 real MNIST digits and their strings (folders + labels.txt)."""
+    import time
+
+    from ..data.digit_strings import load_text_lines
+    from ..tasks.ocr import make_digit_strings
+
+    settings = {}
+    if args.size != "128":  # the scene sets' default; text lines are 32x256 unless asked
+        settings["height"], settings["width"] = parse_size(args.size)
+    if args.noise != 8.0:
+        settings["noise"] = args.noise
+    start = time.monotonic()
+    folder = make_digit_strings(args.name, data_dir=args.data_dir, out=args.out, count=args.count,
+                                test_count=args.test_count, seed=args.seed, force=args.force, source=args.source,
+                                min_digits=args.min_objects,
+                                max_digits=12 if args.max_objects == 6 else args.max_objects, **settings)
+    seconds = time.monotonic() - start
+    stats = {}
+    for split in ("train", "test"):
+        lines = load_text_lines(folder, split)
+        lengths = [len(t) for t in lines.texts]
+        stats[split] = {"lines": len(lines), "characters": sum(lengths), "min_length": min(lengths),
+                        "max_length": max(lengths), "size": list(lines.input_size[1:])}
+    if args.json:
+        print_json({"name": args.name, "folder": str(folder), "seconds": round(seconds, 2), "statistics": stats})
+    else:
+        for split, st in stats.items():
+            print(f"{args.name} {split}: {st['lines']} lines of {st['min_length']}-{st['max_length']} digits "
+                  f"({st['characters']} in all), {st['size'][0]}x{st['size'][1]}")
         print(f"written to {folder} ({seconds:.1f} s)")
     return 0
 

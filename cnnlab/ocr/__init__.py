@@ -1,0 +1,1 @@
+"""Scene-text recognition parts: CTC loss and decoding (:mod:`.ctc`), edit distance and error rates (:mod:`.metrics`)."""
