@@ -107,7 +107,7 @@ def test_bench_metric_trains_each_loss_and_the_peer(shared_data, tmp_path, capsy
                     "--losses", "untrained,triplet_hard,pml_triplet_ms", "--epochs", "1", "--limit-train", "300",
                     "--limit-test", "200", "--out", str(tmp_path / "runs"), "--markdown", str(table))
     assert [r["loss"] for r in rows] == ["untrained", "triplet_hard", "pml_triplet_ms"]
-    assert rows[0]["train_seconds"] == 0 and all(r["train_seconds"] > 0 for r in rows[1:])
+    assert rows[0]["train_seconds"] == 0 and all(r["train_seconds"] > 0 for r in rows[1:]), rows
     peer = load_checkpoint(tmp_path / "runs" / "mnist-10k" / "pml_triplet_ms-seed0")
     assert peer.task == "metric_pml" and peer.meta.metrics["evaluated_classes"] == UNSEEN_MNIST
     # the table quotes the runs' own figures

@@ -68,7 +68,7 @@ def _settings(data: str, args) -> dict[str, Any]:
 
 def _row(data: str, loss: str, metrics: dict[str, Any], seconds: float) -> dict[str, Any]:
     keys = ("map_at_r", "precision_at_1", "r_precision", "auc", "eer", "tar_at_far", "ident_top1")
-    return {"data": data, "loss": loss, **{k: float(metrics[k]) for k in keys}, "train_seconds": round(seconds, 1)}
+    return {"data": data, "loss": loss, **{k: float(metrics[k]) for k in keys}, "train_seconds": round(seconds, 3)}
 
 
 def untrained(data: str, args) -> dict[str, Any]:

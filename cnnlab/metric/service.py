@@ -40,7 +40,7 @@ def default_threshold(checkpoint) -> float:
 
 
 def add_metric_routes(app, service, task) -> None:
-    from ..serve.app import ERROR_RESPONSES, _body_doc, new_log_id, parse_flag, timed_out, within
+    from ..serve.app import ERROR_RESPONSES, _body_doc, answered, parse_flag, timed_out, within
 
     config = service.config
 
@@ -48,36 +48,30 @@ def add_metric_routes(app, service, task) -> None:
         start = time.perf_counter()
         service.require_ready()
         async with within(config.request_timeout_s, timed_out(config.request_timeout_s)):
-            upload, fields = await service.upload(request, "image")
-            if len(upload.images) != 1:
-                raise bad_request(f"send exactly one image (got {len(upload.images)})")
+            images, fields = await service.images(request, "image", 1)
             model = service.pick(fields.get("model"), task.name)
             k = int(_number(fields, "top_k", 5, 1, 100))
             if model.predictor.index is None:
                 raise ServeError(409, "no_index", f"model '{model.name}' has no index to search: build one with "
                                  "'cnnlab index build' and serve with CNNLAB_INDEX=INDEX")
-            image = await service.prepare(upload.images[0], model, parse_flag(fields.get("invert"), "invert"))
+            image = await service.prepare(images[0], model, parse_flag(fields.get("invert"), "invert"))
             prediction = await model.batcher.submit(image, k)
-        return JSONResponse({"log_id": new_log_id(), "model": model.name, "index_size": len(model.predictor.index),
-                             "result": task.describe(prediction).get("neighbours", []),
-                             "time_ms": round((time.perf_counter() - start) * 1000, 2)})
+        return answered(start, model.name, {"index_size": len(model.predictor.index),
+                                            "result": task.describe(prediction).get("neighbours", [])})
 
     async def verify(request: Request) -> JSONResponse:
         start = time.perf_counter()
         service.require_ready()
         async with within(config.request_timeout_s, timed_out(config.request_timeout_s)):
-            upload, fields = await service.upload(request, "images")
-            if len(upload.images) != 2:
-                raise bad_request(f"send exactly two images (got {len(upload.images)})")
+            uploaded, fields = await service.images(request, "images", 2)
             model = service.pick(fields.get("model"), task.name)
             threshold = _number(fields, "threshold", default_threshold(model.checkpoint), 0.0, 2.0)
             invert = parse_flag(fields.get("invert"), "invert")
-            images = [await service.prepare(data, model, invert, index=i) for i, data in enumerate(upload.images)]
+            images = [await service.prepare(data, model, invert, index=i) for i, data in enumerate(uploaded)]
             first, second = [await model.batcher.submit(image, 1) for image in images]
         distance = float((first["embedding"] - second["embedding"]).norm())
-        return JSONResponse({"log_id": new_log_id(), "model": model.name, "distance": round(distance, 6),
-                             "threshold": round(threshold, 6), "same": distance <= threshold,
-                             "time_ms": round((time.perf_counter() - start) * 1000, 2)})
+        return answered(start, model.name, {"distance": round(distance, 6), "threshold": round(threshold, 6),
+                                            "same": distance <= threshold})
 
     app.post("/v1/search", summary="Nearest indexed images of an image (metric learning)",
              openapi_extra=_body_doc("image", False), responses=ERROR_RESPONSES)(search)

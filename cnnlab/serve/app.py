@@ -211,6 +211,14 @@ class Service:
         fields.update(upload.fields)
         return upload, fields
 
+    async def images(self, request: Request, field: str, count: int, hint: str = "") -> tuple[list[bytes], dict[str, str]]:
+        """The request's images, exactly ``count`` of them (else a 400 saying how many came), and its fields."""
+        upload, fields = await self.upload(request, field)
+        if len(upload.images) != count:
+            wanted = {1: "one image", 2: "two images"}.get(count, f"{count} images")
+            raise bad_request(f"send exactly {wanted} (got {len(upload.images)}){hint}")
+        return upload.images, fields
+
     async def prepare(self, data: bytes, model: ServedModel, invert: bool | None, index: int | None = None) -> torch.Tensor:
         """Decode (in a worker thread, a few at a time) and shape one image for ``model``."""
         return (await self.prepare_view(data, model, invert, index)).tensor
@@ -365,17 +373,13 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None
         start = time.perf_counter()
         service.require_ready()
         async with within(config.request_timeout_s, timed_out(config.request_timeout_s)):
-            upload, fields = await service.upload(request, "image")
-            if len(upload.images) != 1:
-                raise bad_request(f"send exactly one image (got {len(upload.images)}); "
-                                  "use /v1/classify/batch for several")
+            images, fields = await service.images(request, "image", 1, "; use /v1/classify/batch for several")
             model = service.pick(fields.get("model"))
             top_k, invert = common_options(model, fields, config)
-            view = await service.prepare_view(upload.images[0], model, invert)
+            view = await service.prepare_view(images[0], model, invert)
             preds = await model.batcher.submit(view.tensor, top_k)
-        return JSONResponse({"log_id": new_log_id(), "model": model.name, **service.answer(model, preds),
-                             "inverted": view.inverted, "warnings": view.notes,
-                             "time_ms": round((time.perf_counter() - start) * 1000, 2)})
+        return answered(start, model.name, {**service.answer(model, preds), "inverted": view.inverted,
+                                            "warnings": view.notes})
 
     @app.post("/v1/classify/batch", summary="Top-k classes of several images",
               openapi_extra=_body_doc("images", True), responses=ERROR_RESPONSES)
@@ -410,14 +414,12 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None
         start = time.perf_counter()
         service.require_ready()
         async with within(config.request_timeout_s, timed_out(config.request_timeout_s)):
-            upload, fields = await service.upload(request, "image")
-            if len(upload.images) != 1:
-                raise bad_request(f"send exactly one image (got {len(upload.images)})")
+            images, fields = await service.images(request, "image", 1)
             model = service.pick(fields.get("model"))
             n = len(model.class_names)
             class_index = fields.get("class_index")
             class_index = None if class_index in (None, "") else parse_int(class_index, "class_index", 0, n - 1, 0)
-            image = await service.prepare(upload.images[0], model, parse_flag(fields.get("invert"), "invert"))
+            image = await service.prepare(images[0], model, parse_flag(fields.get("invert"), "invert"))
             if service.cam_running >= config.cam_workers * 4:
                 raise overloaded("the Grad-CAM queue")
             service.cam_running += 1
@@ -427,9 +429,7 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None
             finally:
                 service.cam_running -= 1
         index = shown["class_index"]
-        return JSONResponse({"log_id": new_log_id(), "model": model.name, "keyword": model.class_names[index],
-                             "root": model.roots[index], **shown,
-                             "time_ms": round((time.perf_counter() - start) * 1000, 2)})
+        return answered(start, model.name, {"keyword": model.class_names[index], "root": model.roots[index], **shown})
 
     app.post("/v1/cam", summary="Input as the model sees it, feature maps and Grad-CAM overlay",
              openapi_extra=_body_doc("cam", False), responses=ERROR_RESPONSES)(cam)
@@ -477,6 +477,12 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None
     return app
 
 
+def answered(start: float, model_name: str, body: dict[str, Any]) -> JSONResponse:
+    """A route's answer: a fresh log id, the model's name, ``body`` and the time since ``start``."""
+    return JSONResponse({"log_id": new_log_id(), "model": model_name, **body,
+                         "time_ms": round((time.perf_counter() - start) * 1000, 2)})
+
+
 def _served_tasks(models: dict[str, ServedModel]) -> list:
     """The tasks (other than classification, whose routes are above) of the models served."""
     from ..tasks import get_task
@@ -494,15 +500,12 @@ def _task_handler(service: Service, task):
         start = time.perf_counter()
         service.require_ready()
         async with within(config.request_timeout_s, timed_out(config.request_timeout_s)):
-            upload, fields = await service.upload(request, "image")
-            if len(upload.images) != 1:
-                raise bad_request(f"send exactly one image (got {len(upload.images)})")
+            images, fields = await service.images(request, "image", 1)
             model = service.pick(fields.get("model"), task.name)
             options = task.request_options(fields, model)
-            image = await service.prepare(upload.images[0], model, parse_flag(fields.get("invert"), "invert"))
+            image = await service.prepare(images[0], model, parse_flag(fields.get("invert"), "invert"))
             prediction = await model.batcher.submit(image, 1)
-        return JSONResponse({"log_id": new_log_id(), "model": model.name, **task.response(model, prediction, options),
-                             "time_ms": round((time.perf_counter() - start) * 1000, 2)})
+        return answered(start, model.name, task.response(model, prediction, options))
 
     return handle
 

@@ -92,17 +92,15 @@ def page_routes(app: FastAPI, service=None) -> None:
     @app.post("/v1/walk", summary="Every layer's activations, weights and receptive field for one image, "
                                   "then the softmax and the classification answer")
     async def walk_route(request: Request) -> JSONResponse:
-        from .app import bad_request, new_log_id, parse_flag, timed_out, within
+        from .app import answered, new_log_id, parse_flag, timed_out, within
 
         start = time.perf_counter()
         service.require_ready()
         config = service.config
         async with within(config.request_timeout_s, timed_out(config.request_timeout_s)):
-            upload, fields = await service.upload(request, "image")
-            if len(upload.images) != 1:
-                raise bad_request(f"send exactly one image (got {len(upload.images)})")
+            images, fields = await service.images(request, "image", 1)
             served = service.pick(fields.get("model"))
-            image = await service.prepare(upload.images[0], served, parse_flag(fields.get("invert"), "invert"))
+            image = await service.prepare(images[0], served, parse_flag(fields.get("invert"), "invert"))
             preds = await served.batcher.submit(image, min(5, len(served.class_names)))
             x = served.checkpoint.preprocessing.normalize(image.unsqueeze(0))
 
@@ -116,10 +114,8 @@ def page_routes(app: FastAPI, service=None) -> None:
 
             shown = await asyncio.get_running_loop().run_in_executor(service.cam_pool, work)
         pixels = image.permute(1, 2, 0).reshape(-1).tolist()  # H x W x C uint8, the model's view of the image
-        return JSONResponse({"log_id": new_log_id(), "model": served.name, "classes": served.class_names,
-                             "input_pixels": pixels, **shown,
-                             "answer": {"log_id": new_log_id(), **service.answer(served, preds)},
-                             "time_ms": round((time.perf_counter() - start) * 1000, 2)})
+        return answered(start, served.name, {"classes": served.class_names, "input_pixels": pixels, **shown,
+                                             "answer": {"log_id": new_log_id(), **service.answer(served, preds)}})
 
 
 def playground_app() -> FastAPI:
