@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ..console import human_count, print_json
-from . import hardware
+from . import add_training_bench_arguments, hardware
 
 DEFAULT = ["fast_rcnn", "faster_rcnn", "mask_rcnn"]
 # deck 002's milestones on PASCAL VOC 2007 test (mAP %, seconds per image)
@@ -90,14 +90,7 @@ def register(subparsers) -> None:
     p.add_argument("--optimizer", default="adam")
     p.add_argument("--schedule", default="cosine")
     p.add_argument("--augment", default="flip")
-    p.add_argument("--limit-train", type=int, default=0)
-    p.add_argument("--limit-test", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/bench-detect")
-    p.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
-    p.add_argument("--json", action="store_true")
+    add_training_bench_arguments(p, out="runs/bench-detect")
     p.set_defaults(func=run)
 
 

@@ -20,7 +20,7 @@ import torch
 
 from ..console import print_json
 from ..metric.losses import LOSSES
-from . import hardware
+from . import add_training_bench_arguments, hardware
 
 PEER = "pml_triplet_ms"
 UNTRAINED = "untrained"
@@ -170,14 +170,8 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--classes-per-batch", type=int, default=5)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--limit-train", type=int, default=6000)
-    p.add_argument("--limit-test", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seeds", default="0", help="comma list: each seed trains every loss again (the table shows mean ± std)")
-    p.add_argument("--out", default="runs/bench-metric")
-    p.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
-    p.add_argument("--json", action="store_true")
+    add_training_bench_arguments(p, out="runs/bench-metric", limit_train=6000, seed=False)
     p.set_defaults(func=run)
 
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..console import human_count, print_json
-from . import hardware
+from . import add_training_bench_arguments, hardware
 
 DEFAULT = ["fcn32s", "fcn16s", "fcn8s", "fcn8s_resnet18", "deconvnet", "segnet", "unet"]
 PEERS = {"tv_lraspp_mobilenet_v3_large": "lraspp_mobilenet_v3_large", "tv_fcn_resnet50": "fcn_resnet50"}
@@ -135,16 +135,9 @@ def register(subparsers) -> None:
     p.add_argument("--schedule", default="cosine")
     p.add_argument("--loss", default="cross_entropy+dice")
     p.add_argument("--augment", default="")
-    p.add_argument("--limit-train", type=int, default=0)
-    p.add_argument("--limit-test", type=int, default=0)
     p.add_argument("--init-from", default="", help="a classifier run that starts the encoders of --init-models")
     p.add_argument("--init-models", default="", help="comma list of the models --init-from starts")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/bench-segment")
-    p.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
-    p.add_argument("--json", action="store_true")
+    add_training_bench_arguments(p, out="runs/bench-segment")
     p.set_defaults(func=run)
 
 

@@ -23,7 +23,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..layers.upsample import transfer_convolutions
 from ..registry import register_model
-from .segnet import vgg_blocks
+from .segnet import vgg_blocks, vgg_encoder
 
 PAPER = "Noh, Hong & Han, ICCV 2015"
 
@@ -41,14 +41,7 @@ class DeconvNet(nn.Module):
                  fc_kernel: int = 7):
         super().__init__()
         blocks = vgg_blocks(in_channels, width_divisor)
-        self.encoder = nn.ModuleList()
-        channels = in_channels
-        for widths in blocks:
-            layers = []
-            for w in widths:
-                layers.append(conv_bn_relu(channels, w))
-                channels = w
-            self.encoder.append(nn.Sequential(*layers))
+        self.encoder, channels = vgg_encoder(blocks, in_channels)
         self.pool = nn.MaxPool2d(2, 2, return_indices=True)
         self.fc6 = conv_bn_relu(channels, fc_width, fc_kernel)  # 7 x 7 x 512 -> 1 x 1 x 4096
         self.fc7 = conv_bn_relu(fc_width, fc_width, 1)  # 1 x 1 x 4096

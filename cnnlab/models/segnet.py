@@ -41,6 +41,20 @@ def vgg_blocks(in_channels: int, width_divisor: int = 1) -> list[list[int]]:
     return blocks
 
 
+def vgg_encoder(blocks: list[list[int]], in_channels: int) -> tuple[nn.ModuleList, int]:
+    """VGG-16's five convolution blocks (3x3, batch norm, ReLU), one module per block so that each
+    block's output can be pooled with its indices; and the last block's width."""
+    encoder = nn.ModuleList()
+    channels = in_channels
+    for widths in blocks:
+        layers = []
+        for w in widths:
+            layers.append(conv_bn_relu(channels, w))
+            channels = w
+        encoder.append(nn.Sequential(*layers))
+    return encoder, channels
+
+
 class SegNet(nn.Module):
     """Encoder: five VGG-16 blocks, each ending in a 2x2 max-pool that remembers its indices;
     decoder: five mirrored blocks, each starting with max-unpooling by those indices."""
@@ -48,14 +62,7 @@ class SegNet(nn.Module):
     def __init__(self, *, num_classes: int = 12, in_channels: int = 3, width_divisor: int = 1):
         super().__init__()
         blocks = vgg_blocks(in_channels, width_divisor)
-        self.encoder = nn.ModuleList()
-        channels = in_channels
-        for widths in blocks:
-            layers = []
-            for w in widths:
-                layers.append(conv_bn_relu(channels, w))
-                channels = w
-            self.encoder.append(nn.Sequential(*layers))
+        self.encoder, channels = vgg_encoder(blocks, in_channels)
         self.pool = nn.MaxPool2d(2, 2, return_indices=True)
         self.unpool = nn.MaxUnpool2d(2, 2)
         # Decoder block i mirrors encoder block 4 - i: its convolutions keep the width but for the last,
