@@ -2,7 +2,7 @@
 examples' DCGAN recipe (tools/dcgan_peer.py), the same images, epochs, batch size and width, measured
 in one feature space (a cnnlab LeNet-5 trained on the same data).
 
-    python tools/generation_results.py --data-dir /work/shared/data --limit-train 10000 --epochs 4 --width 16
+    python tools/generation_results.py --data-dir ../shared/data --limit-train 10000 --epochs 4 --width 16
 """
 
 from __future__ import annotations
