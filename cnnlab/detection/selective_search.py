@@ -31,7 +31,13 @@ def _histograms(values: np.ndarray, labels: np.ndarray, n: int, bins: int, lo: f
 def selective_search(image: np.ndarray, *, scale: float = 100.0, sigma: float = 0.8, min_size: int = 20,
                      max_boxes: int = 300) -> np.ndarray:
     """K x 4 proposal boxes (x1 y1 x2 y2, pixel edges) for an H x W x C (or H x W) float image."""
-    from skimage.segmentation import felzenszwalb
+    try:
+        from skimage.segmentation import felzenszwalb
+    except ImportError:
+        from ..errors import ConfigError
+
+        raise ConfigError("selective search (the fast_rcnn proposals) needs scikit-image: "
+                          "pip install 'cnnlab[detect]'") from None
 
     img = image.astype(np.float64)
     if img.ndim == 2:
