@@ -22,8 +22,11 @@ def test_make_info_show(tmp_path, capsys):
                              "--out", str(out)])
     train = made["statistics"]["train"]
     assert made["folder"] == str(out) and train["images"] == 6 and train["input_size"] == [1, 96, 112]
-    assert 1 <= train["objects_per_image"]["min"] <= train["objects_per_image"]["max"] <= 3
     data = json.loads((out / "annotations" / "instances_train.json").read_text())
+    # the statistics agree with a count of the annotation file itself, within --max-objects
+    per_image = [sum(a["image_id"] == im["id"] for a in data["annotations"]) for im in data["images"]]
+    assert (train["objects_per_image"]["min"], train["objects_per_image"]["max"]) == (min(per_image), max(per_image))
+    assert 1 <= min(per_image) and max(per_image) <= 3
     assert data["info"]["cnnlab_scenes"]["seed"] == 4 and len(data["annotations"]) == train["objects"]
     info = run_json(capsys, ["data", "info", str(out)])
     assert info["train"] == train and info["test"]["images"] == 2

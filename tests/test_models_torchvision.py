@@ -18,6 +18,9 @@ SHARED = [
     ("resnet18", "resnet18", 224), ("resnet50", "resnet50", 224), ("densenet121", "densenet121", 224),
     ("squeezenet1_0", "squeezenet1_0", 224), ("mobilenet_v2", "mobilenet_v2", 224),
     ("shufflenet_v2_x1_0", "shufflenet_v2_x1_0", 224), ("inception_v3", "inception_v3", 299),
+    ("mobilenet_v3_large", "mobilenet_v3_large", 224), ("mobilenet_v3_small", "mobilenet_v3_small", 224),
+    ("efficientnet_b0", "efficientnet_b0", 224), ("efficientnet_b5", "efficientnet_b5", 96),
+    ("wide_resnet50_2", "wide_resnet50_2", 160),
 ]
 
 

@@ -219,7 +219,8 @@ class ObjectDataset:
 
     # --- what subclasses provide -------------------------------------------------------------
     def _read_image(self, i: int) -> torch.Tensor:
-        raise NotImplementedError
+        """C x H x W uint8 pixels of image ``i``: each reader (COCO, VOC, scenes) says where they live."""
+        raise NotImplementedError(f"{type(self).__name__} does not say how to read its images")
 
     def _read_masks(self, i: int) -> torch.Tensor | None:
         """N x H x W bool visible masks of image ``i``'s annotations, in table order."""
