@@ -4,7 +4,6 @@ the state-dict parity of these networks is in test_models_torchvision.py with th
 import pytest
 import torch
 
-import cnnlab
 
 torchvision = pytest.importorskip("torchvision")
 
