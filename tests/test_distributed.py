@@ -34,14 +34,18 @@ from cnnlab.train.trainer import Trainer
 
 run, out = json.loads(sys.argv[1]), sys.argv[2]
 rank = int(os.environ["RANK"])
-# 1. A run stopped after one epoch, counting the images each rank trains on.
-trainer = Trainer(build_config(overrides={**run, "distributed": True, "out": f"{out}/part"}), progress=False,
-                  log=lambda s: None)
-seen, forward = [], trainer.forward
-trainer.forward = lambda x: (seen.append(len(x)), forward(x))[1]
-trainer.run(stop_after=1)
+# 1. A run stopped after one epoch, counting the images each rank trains on. (In a function, so that no
+#    reference to the DDP wrapper outlives the run: the trainer releases its own when run() ends.)
+def first_epoch():
+    trainer = Trainer(build_config(overrides={**run, "distributed": True, "out": f"{out}/part"}), progress=False,
+                      log=lambda s: None)
+    seen, forward = [], trainer.forward
+    trainer.forward = lambda x: (seen.append(len(x)), forward(x))[1]
+    trainer.run(stop_after=1)
+    assert trainer.forward is trainer.model  # DDP released
+    return seen
 with open(f"{out}/seen-{rank}.json", "w") as f:
-    json.dump(seen, f)
+    json.dump(first_epoch(), f)
 # 2. Resumed from its folder.
 Trainer(None, resume=f"{out}/part", progress=False, log=lambda s: None).run()
 # 3. The command line, to the end (it leaves the process group when done).

@@ -63,6 +63,7 @@ def run(args) -> int:
     trainer = Trainer(config, resume=args.resume, extend_to=extend_to, progress=not (args.quiet or args.json), log=log)
     try:
         result = trainer.run()
+        trainer.dist.barrier()  # every rank leaves the process group together (rank 0 plots last)
     except KeyboardInterrupt:
         import sys
 

@@ -182,9 +182,7 @@ class Trainer:
             from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
             self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
-        self.forward = self.dist.wrap(self.model, self.device) if self.dist.enabled else self.model
-        if config.compile:
-            self.forward = torch.compile(self.forward)
+        self.forward = self._training_forward()
         self.generator = torch.Generator().manual_seed(config.seed)
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
@@ -382,9 +380,16 @@ class Trainer:
                                   precision=c.precision, channels_last=c.channels_last, tta_flip=c.tta_flip,
                                   preprocessing=preprocessing)
 
+    def _training_forward(self) -> Callable:
+        """The model as training calls it: wrapped in DDP on a distributed run, compiled on request."""
+        forward = self.dist.wrap(self.model, self.device) if self.dist.enabled else self.model
+        return torch.compile(forward) if self.config.compile else forward
+
     def run(self, *, stop_after: int | None = None) -> TrainResult:
         """Train to ``config.epochs``; ``stop_after`` ends early after that many epochs (as a crash would)."""
         c = self.config
+        if self.dist.enabled and self.forward is self.model:  # a second run() after the first released DDP
+            self.forward = self._training_forward()
         last = c.epochs if stop_after is None else min(c.epochs, stop_after)
         self._claim_run_dir()
         wall = time.perf_counter()
@@ -426,6 +431,10 @@ class Trainer:
                 if self.dist.enabled:  # every rank stops together
                     stopped_early = bool(self.dist.sum(torch.tensor(float(stopped_early))).item())
         self.run_log.close()
+        if self.dist.enabled:
+            # Release DDP's reducer now: gloo work it holds must not outlive the process group, and freed
+            # during interpreter shutdown it aborts the process ("terminate called without an active exception").
+            self.forward = self.model
         final = dict(self.history[-1]) if self.history else {}
         if self.dist.is_main:
             self._plot()
