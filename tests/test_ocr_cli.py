@@ -135,3 +135,43 @@ def test_data_make_reproduces_the_bundled_mini_set(shared_data, tmp_path, capsys
         for name in ("000000.png", "000007.png"):
             assert (tmp_path / "mini" / split / name).read_bytes() == \
                 (BUNDLED_DIR / "digit-strings-mini" / split / name).read_bytes()
+
+
+CHROMIUM = __import__("shutil").which("chromium") or __import__("shutil").which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+def test_the_page_shows_the_text_the_service_reads(trained, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from cnnlab.serve import BackgroundServer, ServeConfig, build_app
+    from test_serve_browser import CHROMIUM_ARGS
+
+    test = load_line_split("digit-strings-mini", "test")
+    line = tmp_path / "line.png"
+    Image.fromarray(test.images[1, 0].numpy()).save(line)
+    config = ServeConfig(port=0)
+    with BackgroundServer(build_app([str(trained)], config), config) as server:
+        for _ in range(300):
+            if httpx.get(server.url + "/readyz").status_code == 200:
+                break
+            time.sleep(0.05)
+        want = httpx.post(server.url + "/v1/ocr", files={"image": ("l.png", line.read_bytes(), "image/png")}).json()["result"]
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                page.goto(server.url + "/")
+                page.wait_for_selector("#model option", state="attached", timeout=15_000)
+                page.set_input_files("#file", str(line))
+                page.wait_for_selector("body[data-state=read]", timeout=20_000)
+                shown = page.inner_text("#ocr-text").strip()
+                characters = page.locator("#ocr-characters li").count()
+                beam_line = page.inner_text("#ocr-beam")
+                classify_card_hidden = not page.is_visible("#answer")
+            finally:
+                browser.close()
+    assert errors == []
+    assert shown == (want["text"] or "(nothing read)") and characters == len(want["characters"])
+    assert f'"{want["beam_text"]}"' in beam_line and classify_card_hidden

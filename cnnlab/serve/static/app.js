@@ -3,6 +3,8 @@
 
 const $ = (id) => document.getElementById(id);
 let models = [];
+// The cards of the other tasks, by task name; each is a script of its own loaded after this one.
+window.cnnlabTasks = {};
 
 function setStatus(text, isError = false) {
   const s = $("status");
@@ -129,10 +131,10 @@ function showCam(view) {
 async function classify(file) {
   if (!file) return;
   const chosen = models.find((m) => m.name === $("model").value);
-  if (chosen && chosen.task === "segment" && window.cnnlabSegment) return window.cnnlabSegment(file, form(file));
-  if (chosen && chosen.task === "keypoints" && window.cnnlabKeypoints) return window.cnnlabKeypoints(file, form(file));
-  if (chosen && chosen.task === "metric" && window.cnnlabMetric) return window.cnnlabMetric(file, form(file));
-  if (chosen && chosen.task === "detect" && window.cnnlabDetect) return window.cnnlabDetect(file, form(file));
+  document.querySelectorAll("section.answer").forEach((card) => { card.hidden = true; });  // no stale card of another model
+  // Each task's card registers itself in window.cnnlabTasks under the task's name (segment.js, detect.js, ...).
+  const handler = chosen && window.cnnlabTasks[chosen.task];
+  if (handler) return handler(file, form(file));
   $("original").src = URL.createObjectURL(file);
   setStatus(`Classifying ${file.name || "image"}…`);
   const body = form(file);

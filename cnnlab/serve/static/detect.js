@@ -23,7 +23,7 @@ function cocoRleDecode(rle) {  // COCO's compressed RLE string -> column-major r
   return out;  // index x * h + y
 }
 
-window.cnnlabDetect = async function (file, body) {
+window.cnnlabTasks.detect = async function (file, body) {
   const $ = (id) => document.getElementById(id);
   const card = $("detect-answer");
   $("status").textContent = `Detecting in ${file.name || "image"}…`;

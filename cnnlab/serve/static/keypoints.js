@@ -2,7 +2,7 @@
 // Loaded by one line of index.html; app.js hands an image here when the chosen model finds keypoints.
 "use strict";
 
-window.cnnlabKeypoints = async function (file, body) {
+window.cnnlabTasks.keypoints = async function (file, body) {
   const $ = (id) => document.getElementById(id);
   let card = $("keypoints-answer");
   if (!card) {  // the card is made here, so that the page needs only the script line

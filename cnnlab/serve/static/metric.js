@@ -3,7 +3,7 @@
 // Loaded by one line of index.html; app.js hands an image here when the chosen model embeds.
 "use strict";
 
-window.cnnlabMetric = async function (file, body) {
+window.cnnlabTasks.metric = async function (file, body) {
   const $ = (id) => document.getElementById(id);
   const card = $("metric-answer");
   const reason = async (r) => {

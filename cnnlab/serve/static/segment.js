@@ -13,7 +13,7 @@ function vocColour(k) {  // PASCAL VOC's palette, as the service's mask PNG uses
   return [r, g, b];
 }
 
-window.cnnlabSegment = async function (file, body) {
+window.cnnlabTasks.segment = async function (file, body) {
   const $ = (id) => document.getElementById(id);
   const card = $("segment-answer");
   $("status").textContent = `Segmenting ${file.name || "image"}…`;
