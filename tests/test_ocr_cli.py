@@ -175,3 +175,12 @@ def test_the_page_shows_the_text_the_service_reads(trained, tmp_path):
     assert errors == []
     assert shown == (want["text"] or "(nothing read)") and characters == len(want["characters"])
     assert f'"{want["beam_text"]}"' in beam_line and classify_card_hidden
+
+
+def test_bench_infer_times_a_text_recogniser_against_its_own_eager_reading(trained, capsys):
+    result = run_json(capsys, "bench", "infer", str(trained), "--variants", "eager,onnxruntime", "--batch-sizes", "4",
+                      "--rounds", "1", "--seconds", "0.2", "--threads", "1", "--limit-test", "16")
+    # no labels per image for text: the variants are scored by the columns' classes they agree on with eager
+    assert result["metric"] == "top1_agreement_with_eager" and result["samples"] == 16
+    assert result["quality"]["eager"] == 1.0 and result["quality"]["onnxruntime"] > 0.99
+    assert result["images_per_second"]["4"]["onnxruntime"] > 0

@@ -132,30 +132,44 @@ def time_round(forward: Forward, x: torch.Tensor, seconds: float) -> float:
 
 
 @torch.no_grad()
-def score(forward: Forward, images: torch.Tensor, batch_size: int = 250) -> torch.Tensor:
-    """Predicted classes of ``forward`` for all ``images`` (normalised float)."""
-    return torch.cat([forward(images[i:i + batch_size]).float().argmax(1) for i in range(0, len(images), batch_size)])
+def score(forward: Forward, images: torch.Tensor, batch_size: int = 250, class_dim: int = 1) -> torch.Tensor:
+    """The decisions of ``forward`` for all ``images`` (normalised float): the best class along
+    ``class_dim`` (per image, per pixel or per text column, as the task's output holds them)."""
+    outs = []
+    for i in range(0, len(images), batch_size):
+        out = forward(images[i:i + batch_size])
+        if not isinstance(out, torch.Tensor):
+            raise ConfigError("bench infer times models that answer one tensor; this one answers "
+                              f"{type(out).__name__} (a detector: time it with cnnlab eval or cnnlab bench detect)")
+        outs.append(out.float().argmax(class_dim))
+    return torch.cat(outs)
 
 
 def _load(model_arg: str, data: str, data_dir: str, limit_test: int, image_size: int):
-    """The model, its input size, evaluation images (normalised), labels (or None) and calibration images."""
-    from ..data import load_dataset
-
+    """The model, its input size, evaluation images (normalised), labels (or None: agreement with eager
+    is measured instead), calibration images and the task's class dimension."""
     path = Path(model_arg)
     if path.exists():
+        from ..tasks import get_task
         from ..train.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(path)
         model, input_size = ckpt.model, ckpt.input_size
         dataset = data or ckpt.meta.dataset
         normalize = ckpt.preprocessing.normalize
+        task = get_task(ckpt.meta.task or "classify")
         if dataset:
-            test = load_dataset(dataset, "test", data_dir or None)
-            train = load_dataset(dataset, "train", data_dir or None)
-            n = min(limit_test, len(test)) if limit_test else len(test)
+            test = task.load_split(dataset, "test", data_dir or None)
+            train = task.load_split(dataset, "train", data_dir or None)
+            if not isinstance(getattr(test, "images", None), torch.Tensor):
+                raise ConfigError(f"bench infer needs a dataset of image tensors; the {task.name} task's "
+                                  f"{dataset!r} is a {type(test).__name__}")
+            n = min(limit_test, len(test.images)) if limit_test else len(test.images)
             images = normalize(test.images[:n])
-            calib = normalize(train.images[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:256]])
-            return model, input_size, images, test.labels[:n], calib, f"{ckpt.arch} ({path})"
+            order = torch.randperm(len(train.images), generator=torch.Generator().manual_seed(0))[:256]
+            # Labels only where one class per image is the answer; other tasks measure agreement with eager.
+            labels = test.labels[:n] if task.name == "classify" else None
+            return model, input_size, images, labels, normalize(train.images[order]), f"{ckpt.arch} ({path})", task.class_dim
     else:
         from ..registry import create_model, model_info
 
@@ -170,7 +184,7 @@ def _load(model_arg: str, data: str, data_dir: str, limit_test: int, image_size:
     g = torch.Generator().manual_seed(0)
     n = min(limit_test or 256, 256)
     return (model, input_size, torch.randn(n, *input_size, generator=g), None,
-            torch.randn(64, *input_size, generator=g), model_arg)
+            torch.randn(64, *input_size, generator=g), model_arg, 1)
 
 
 def measure(model_arg: str, *, batch_sizes: list[int], variants: list[str], seconds: float = 1.0, rounds: int = 3,
@@ -182,7 +196,7 @@ def measure(model_arg: str, *, batch_sizes: list[int], variants: list[str], seco
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        model, input_size, images, labels, calib, label = _load(model_arg, data, data_dir, limit_test, image_size)
+        model, input_size, images, labels, calib, label, class_dim = _load(model_arg, data, data_dir, limit_test, image_size)
         with tempfile.TemporaryDirectory() as tmp:
             log(f"building {len(variants)} variants of {label} ...")
             plans: dict = {}
@@ -190,10 +204,10 @@ def measure(model_arg: str, *, batch_sizes: list[int], variants: list[str], seco
                                       plan_batch=max(batch_sizes), plans=plans)
             for described in plans.values():
                 log(described["described"])
-            eager_pred = score(model, images)
+            eager_pred = score(model, images, class_dim=class_dim)
             quality = {}
             for name, f in forwards.items():
-                pred = score(f, images)
+                pred = score(f, images, class_dim=class_dim)
                 quality[name] = float((pred == labels).float().mean()) if labels is not None else float(
                     (pred == eager_pred).float().mean())
             rates: dict[int, dict[str, float]] = {b: {v: 0.0 for v in forwards} for b in batch_sizes}

@@ -87,6 +87,9 @@ class Task(abc.ABC):
     # Training settings (optimizer, lr, batch_size ...) the task's papers prescribe, used wherever the
     # configuration keeps the classification default (a GAN's Adam 2e-4, beta1 0.5, say).
     defaults: ClassVar[dict[str, Any]] = {}
+    # The dimension of the model's output tensor that holds class scores (N x K, N x K x H x W: 1; a text
+    # recogniser's N x T x K: -1). ``cnnlab bench infer`` compares variants' decisions along it.
+    class_dim: ClassVar[int] = 1
 
     def __init__(self, config=None):
         from ..train.config import TrainConfig

@@ -122,6 +122,7 @@ class OcrTask(Task):
     primary = "seq_acc"
     higher_is_better = True
     endpoint = "ocr"
+    class_dim = -1  # N x T x (K + 1) column scores
     default_data = "digit-strings-mini"
     # Adam (CRNN used Adadelta); small batches: more steps leave the all-blank plateau of CTC sooner
     defaults = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "batch_size": 16}
