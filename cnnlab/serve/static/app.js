@@ -6,6 +6,33 @@ let models = [];
 // The cards of the other tasks, by task name; each is a script of its own loaded after this one.
 window.cnnlabTasks = {};
 
+// For those cards: the section with this id, made from `html` where the page lacks it (so that a task's
+// card needs only its script line in index.html).
+window.cnnlabCard = function (id, html) {
+  let card = $(id);
+  if (!card) {
+    card = document.createElement("section");
+    card.className = "answer";
+    card.id = id;
+    card.innerHTML = html;
+    document.querySelector("main").appendChild(card);
+  }
+  return card;
+};
+
+// POST `body` to `endpoint`: the answer's result, or null once the error is in the status line and
+// `card` hidden.
+window.cnnlabAsk = async function (endpoint, body, card, doing) {
+  $("status").textContent = doing;
+  const r = await fetch(endpoint, { method: "POST", body });
+  if (r.ok) return (await r.json()).result;
+  card.hidden = true;
+  let text = `${r.status} ${r.statusText}`;
+  try { text = (await r.json()).error.message || text; } catch (e) { /* keep the status line */ }
+  $("status").textContent = text;
+  return null;
+};
+
 function setStatus(text, isError = false) {
   const s = $("status");
   s.textContent = text;

@@ -26,16 +26,8 @@ function cocoRleDecode(rle) {  // COCO's compressed RLE string -> column-major r
 window.cnnlabTasks.detect = async function (file, body) {
   const $ = (id) => document.getElementById(id);
   const card = $("detect-answer");
-  $("status").textContent = `Detecting in ${file.name || "image"}…`;
-  const r = await fetch("/v1/detect", { method: "POST", body });
-  if (!r.ok) {
-    card.hidden = true;
-    let text = `${r.status} ${r.statusText}`;
-    try { text = (await r.json()).error.message || text; } catch (e) { /* keep the status line */ }
-    $("status").textContent = text;
-    return;
-  }
-  const res = (await r.json()).result;
+  const res = await window.cnnlabAsk("/v1/detect", body, card, `Detecting in ${file.name || "image"}…`);
+  if (!res) return;
   const photo = new Image();
   photo.src = URL.createObjectURL(file);
   await photo.decode();

@@ -4,25 +4,10 @@
 
 window.cnnlabTasks.keypoints = async function (file, body) {
   const $ = (id) => document.getElementById(id);
-  let card = $("keypoints-answer");
-  if (!card) {  // the card is made here, so that the page needs only the script line
-    card = document.createElement("section");
-    card.className = "answer";
-    card.id = "keypoints-answer";
-    card.innerHTML = '<div class="card images"><figure><canvas id="keypoints-overlay"></canvas>' +
-      "<figcaption>keypoints and skeleton (the figure's left orange, right blue)</figcaption></figure></div>";
-    document.querySelector("main").appendChild(card);
-  }
-  $("status").textContent = `Finding keypoints in ${file.name || "image"}…`;
-  const r = await fetch("/v1/keypoints", { method: "POST", body });
-  if (!r.ok) {
-    card.hidden = true;
-    let text = `${r.status} ${r.statusText}`;
-    try { text = (await r.json()).error.message || text; } catch (e) { /* keep the status line */ }
-    $("status").textContent = text;
-    return;
-  }
-  const res = (await r.json()).result;
+  const card = window.cnnlabCard("keypoints-answer", '<div class="card images"><figure><canvas id="keypoints-overlay"></canvas>' +
+    "<figcaption>keypoints and skeleton (the figure's left orange, right blue)</figcaption></figure></div>");
+  const res = await window.cnnlabAsk("/v1/keypoints", body, card, `Finding keypoints in ${file.name || "image"}…`);
+  if (!res) return;
   const photo = new Image();
   photo.src = URL.createObjectURL(file);
   await photo.decode();

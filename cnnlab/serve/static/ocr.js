@@ -5,28 +5,13 @@
 
 window.cnnlabTasks.ocr = async function (file, body) {
   const $ = (id) => document.getElementById(id);
-  let card = $("ocr-answer");
-  if (!card) {  // the card is made here, so that the page needs only the script line
-    card = document.createElement("section");
-    card.className = "answer";
-    card.id = "ocr-answer";
-    card.innerHTML = '<div class="card"><h2>Text read <span class="muted">(CTC, greedy)</span></h2>' +
-      '<p class="top1"><strong id="ocr-text"></strong></p><p class="muted" id="ocr-beam"></p>' +
-      '<figure><canvas id="ocr-line" class="pixels"></canvas>' +
-      "<figcaption>each character under the column it was read at, darker = more confident</figcaption></figure>" +
-      '<ol id="ocr-characters" class="legend"></ol></div>';
-    document.querySelector("main").appendChild(card);
-  }
-  $("status").textContent = `Reading ${file.name || "image"}…`;
-  const r = await fetch("/v1/ocr", { method: "POST", body });
-  if (!r.ok) {
-    card.hidden = true;
-    let text = `${r.status} ${r.statusText}`;
-    try { text = (await r.json()).error.message || text; } catch (e) { /* keep the status line */ }
-    $("status").textContent = text;
-    return;
-  }
-  const res = (await r.json()).result;
+  const card = window.cnnlabCard("ocr-answer", '<div class="card"><h2>Text read <span class="muted">(CTC, greedy)</span></h2>' +
+    '<p class="top1"><strong id="ocr-text"></strong></p><p class="muted" id="ocr-beam"></p>' +
+    '<figure><canvas id="ocr-line" class="pixels"></canvas>' +
+    "<figcaption>each character under the column it was read at, darker = more confident</figcaption></figure>" +
+    '<ol id="ocr-characters" class="legend"></ol></div>');
+  const res = await window.cnnlabAsk("/v1/ocr", body, card, `Reading ${file.name || "image"}…`);
+  if (!res) return;
   const photo = new Image();
   photo.src = URL.createObjectURL(file);
   await photo.decode();

@@ -16,16 +16,8 @@ function vocColour(k) {  // PASCAL VOC's palette, as the service's mask PNG uses
 window.cnnlabTasks.segment = async function (file, body) {
   const $ = (id) => document.getElementById(id);
   const card = $("segment-answer");
-  $("status").textContent = `Segmenting ${file.name || "image"}…`;
-  const r = await fetch("/v1/segment", { method: "POST", body });
-  if (!r.ok) {
-    card.hidden = true;
-    let text = `${r.status} ${r.statusText}`;
-    try { text = (await r.json()).error.message || text; } catch (e) { /* keep the status line */ }
-    $("status").textContent = text;
-    return;
-  }
-  const res = (await r.json()).result;
+  const res = await window.cnnlabAsk("/v1/segment", body, card, `Segmenting ${file.name || "image"}…`);
+  if (!res) return;
   const mask = new Image();
   mask.src = "data:image/png;base64," + res.mask_png;
   const photo = new Image();
