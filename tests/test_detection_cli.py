@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from browser import answer_on_page, needs_chromium, wait_ready
 from cnnlab.cli import main
 from cnnlab.tasks import task_for_model
 from cnnlab.train.checkpoint import load_checkpoint, read_meta
@@ -118,3 +119,21 @@ def test_bench_detect_tables_a_finished_run(trained, capsys):
     history = [json.loads(line) for line in (trained / "history.jsonl").read_text().splitlines()]
     assert row["model"] == "mask_rcnn" and row["epochs"] == 2 and row["map"] == history[-1]["test_map"]
     assert row["mask_map"] == history[-1]["test_mask_map"] and row["params"] > 1e6
+
+
+@needs_chromium
+def test_the_page_lists_the_objects_the_service_finds(trained, tmp_path):
+    import httpx
+
+    from cnnlab.serve import BackgroundServer, ServeConfig, build_app
+
+    path, _ = scene_png(tmp_path, 1)
+    config = ServeConfig(port=0, request_timeout_s=60)
+    with BackgroundServer(build_app([str(trained)], config), config) as server:
+        wait_ready(server.url)
+        objects = httpx.post(server.url + "/v1/detect", files={"image": ("x.png", path.read_bytes(), "image/png")},
+                             timeout=60).json()["result"]["objects"]
+        shown = answer_on_page(server.url, path, "detected", texts={"status": "#status"},
+                               counts={"objects": "#detect-list li"})
+    assert shown["errors"] == [] and not shown["classify_card_shown"]
+    assert shown["objects"] == len(objects) and shown["status"] == f"Done: {len(objects)} objects."

@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from browser import answer_on_page, needs_chromium, wait_ready
 from cnnlab.cli import main
 from cnnlab.ocr.ctc import beam_decode, greedy_decode
 from cnnlab.ocr.metrics import recognition_scores
@@ -137,45 +138,23 @@ def test_data_make_reproduces_the_bundled_mini_set(shared_data, tmp_path, capsys
                 (BUNDLED_DIR / "digit-strings-mini" / split / name).read_bytes()
 
 
-CHROMIUM = __import__("shutil").which("chromium") or __import__("shutil").which("chromium-browser")
 
-
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+@needs_chromium
 def test_the_page_shows_the_text_the_service_reads(trained, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api")
     from cnnlab.serve import BackgroundServer, ServeConfig, build_app
-    from test_serve_browser import CHROMIUM_ARGS
 
     test = load_line_split("digit-strings-mini", "test")
     line = tmp_path / "line.png"
     Image.fromarray(test.images[1, 0].numpy()).save(line)
     config = ServeConfig(port=0)
     with BackgroundServer(build_app([str(trained)], config), config) as server:
-        for _ in range(300):
-            if httpx.get(server.url + "/readyz").status_code == 200:
-                break
-            time.sleep(0.05)
+        wait_ready(server.url)
         want = httpx.post(server.url + "/v1/ocr", files={"image": ("l.png", line.read_bytes(), "image/png")}).json()["result"]
-        with sync_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page()
-                errors: list[str] = []
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-                page.goto(server.url + "/")
-                page.wait_for_selector("#model option", state="attached", timeout=15_000)
-                page.set_input_files("#file", str(line))
-                page.wait_for_selector("body[data-state=read]", timeout=20_000)
-                shown = page.inner_text("#ocr-text").strip()
-                characters = page.locator("#ocr-characters li").count()
-                beam_line = page.inner_text("#ocr-beam")
-                classify_card_hidden = not page.is_visible("#answer")
-            finally:
-                browser.close()
-    assert errors == []
-    assert shown == (want["text"] or "(nothing read)") and characters == len(want["characters"])
-    assert f'"{want["beam_text"]}"' in beam_line and classify_card_hidden
-
+        shown = answer_on_page(server.url, line, "read", texts={"text": "#ocr-text", "beam": "#ocr-beam"},
+                               counts={"characters": "#ocr-characters li"})
+    assert shown["errors"] == [] and not shown["classify_card_shown"]
+    assert shown["text"] == (want["text"] or "(nothing read)") and shown["characters"] == len(want["characters"])
+    assert f'"{want["beam_text"]}"' in shown["beam"]
 
 def test_bench_infer_times_a_text_recogniser_against_its_own_eager_reading(trained, capsys):
     result = run_json(capsys, "bench", "infer", str(trained), "--variants", "eager,onnxruntime", "--batch-sizes", "4",

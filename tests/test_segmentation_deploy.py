@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 import cnnlab
+from browser import answer_on_page, needs_chromium, wait_ready
 from cnnlab.cli import main
 from cnnlab.tasks.segment import load_segmentation
 from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
@@ -116,3 +117,23 @@ def test_serve_segment_answers_png_and_rle(trained):
         assert "/static/segment.js" in page and 'id="segment-overlay"' in page
         assert "/v1/segment" in client.get("/static/segment.js").text
         assert any(m["task"] == "segment" for m in client.get("/v1/models").json()["models"])
+
+
+@needs_chromium
+def test_the_page_colours_the_classes_the_service_finds(trained, tmp_path):
+    from cnnlab.serve import BackgroundServer, ServeConfig, build_app
+    from cnnlab.tasks.segment import load_segmentation
+
+    scene = tmp_path / "scene.png"
+    Image.fromarray(load_segmentation("fashion-scenes-mini", "test").images[1, 0].numpy()).save(scene)
+    config = ServeConfig(port=0)
+    with BackgroundServer(build_app([str(trained)], config), config) as server:
+        wait_ready(server.url)
+        areas = httpx.post(server.url + "/v1/segment", files={"image": ("s.png", scene.read_bytes(), "image/png")}
+                           ).json()["result"]["areas"]
+        shown = answer_on_page(server.url, scene, "segmented", texts={"legend": "#segment-legend"},
+                               counts={"classes": "#segment-legend li"})
+    assert shown["errors"] == [] and not shown["classify_card_shown"]
+    assert shown["classes"] == len(areas)
+    biggest = max(areas, key=lambda k: areas[k]["pixels"])  # the legend lists the largest area first
+    assert shown["legend"].splitlines()[0].strip() == f"{biggest}: {100 * areas[biggest]['fraction']:.1f}%"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import time
 
 import httpx
@@ -13,14 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from browser import CHROMIUM, CHROMIUM_ARGS
 from cnnlab.serve import BackgroundServer, ServeConfig, build_app
 from cnnlab.train.checkpoint import load_checkpoint
 from test_serve_units import FASHION, encode, expected_scores, make_checkpoint, sample_images
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOT = os.environ.get("CNNLAB_SERVE_SCREENSHOT")  # a path, to look at the page after the test
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
