@@ -14,7 +14,8 @@ from PIL import Image
 
 from browser import answer_on_page, needs_chromium, wait_ready
 from cnnlab.cli import main
-from cnnlab.tasks import task_for_model
+from cnnlab.tasks import get_task, task_for_model
+from cnnlab.tasks.detect import load_detection
 from cnnlab.train.checkpoint import load_checkpoint, read_meta
 
 COMMON = ["--epochs", "2", "--batch-size", "4", "--optimizer", "adam", "--lr", "0.001", "--weight-decay", "0",
@@ -137,3 +138,43 @@ def test_the_page_lists_the_objects_the_service_finds(trained, tmp_path):
                                counts={"objects": "#detect-list li"})
     assert shown["errors"] == [] and not shown["classify_card_shown"]
     assert shown["objects"] == len(objects) and shown["status"] == f"Done: {len(objects)} objects."
+
+
+def test_eval_writes_coco_detection_results(trained, tmp_path, capsys):
+    out = tmp_path / "detections.json"
+    run_json(capsys, "eval", str(trained), "--limit", "4", "--write-results", str(out))
+    results = json.loads(out.read_text())
+    ckpt = load_checkpoint(trained)
+    data = load_detection("fashion-scenes-mini", "test").subset(slice(0, 4))
+    want = get_task("detect").evaluate(ckpt.model, data, preprocessing=ckpt.preprocessing, per_image=True)
+    assert len(results) == sum(len(d["boxes"]) for d in want["detections"])
+    assert {r["image_id"] for r in results} <= set(data.image_ids)
+    assert main(["eval", str(trained), "--boxes", str(out)]) != 0  # a detector takes no boxes
+    assert "--boxes" in capsys.readouterr().err
+
+
+def test_coco_detections_of_the_truth_score_ap_1_in_cocoeval():
+    """The results file's coordinates, image and category ids, as pycocotools reads them: the ground truth
+    written as detections has AP 1, and the same boxes moved by half their width far less."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from cnnlab.data import load_object_dataset
+    from cnnlab.tasks.detect import coco_detections
+
+    data = load_detection("fashion-scenes-mini", "test").subset(slice(0, 10))
+    truth = load_object_dataset("fashion-scenes-mini", "test").to_coco()
+    gt = COCO()
+    gt.dataset = truth
+    gt.createIndex()
+
+    def ap(shift: float) -> float:
+        dets = [{"boxes": t.boxes + torch.tensor([1.0, 0, 1, 0]) * (t.boxes[:, 2:3] - t.boxes[:, 0:1]) * shift,
+                 "scores": torch.ones(len(t.boxes)), "labels": t.labels} for t in data.targets]
+        ev = COCOeval(gt, gt.loadRes(coco_detections(data, dets)), "bbox")
+        ev.params.imgIds = data.image_ids
+        ev.evaluate(), ev.accumulate(), ev.summarize()
+        return ev.stats[0]
+
+    assert ap(0.0) == pytest.approx(1.0)
+    assert ap(0.5) < 0.2

@@ -10,6 +10,7 @@ import io
 import json
 import math
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -18,6 +19,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from browser import answer_on_page, needs_chromium, wait_ready
 from cnnlab.cli import main
 from cnnlab.generation import frechet_distance, kernel_inception_distance, pairwise_diversity
 from cnnlab.registry import create_model
@@ -209,3 +211,107 @@ def test_serve_generate_answers_a_grid(trained):
         assert client.post("/v1/generate", json={"n": 1000}).status_code == 400
         assert client.post("/v1/generate", json={"class": "Sneaker"}).status_code == 400
         assert client.post("/v1/generate", content=b"[1, 2]").status_code == 400
+
+
+# --- conditional samples, resuming, shipping -----------------------------------------------------------
+
+class RealImagesOfTheClass(nn.Module):
+    """A stand-in conditional GAN whose generator answers real test images: of the asked class, or (with
+    ``shift``) of the next class, so the class accuracy it must get is known beforehand."""
+
+    conditional, latent_dim, num_classes = True, 4, 10
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, shift: int = 0):
+        super().__init__()
+        self.generator, self.discriminator = nn.Identity(), nn.Linear(1, 1)
+        self.bank = [images[labels == k] for k in range(10)]
+        self.shift = shift
+
+    def generate(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        picks = [self.bank[(int(k) + self.shift) % 10][i % len(self.bank[(int(k) + self.shift) % 10])]
+                 for i, k in enumerate(y)]
+        return torch.stack(picks).float() / 127.5 - 1  # uint8 -> [-1, 1], as a generator's tanh gives
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.zeros(len(x))
+
+
+def test_class_accuracy_of_conditional_samples_is_the_classifiers_verdict():
+    import cnnlab
+
+    classifier = str(Path(cnnlab.__file__).parent / "bundled/pretrained/lenet5_modern-fashion-mnist")
+    task = get_task("generate")
+    test = task.load_split("fashion-mnist-mini", "test").subset(slice(0, 300))
+    faithful = task.evaluate(RealImagesOfTheClass(test.images, test.labels), test, feature_model=classifier)
+    # the same images, classified here without the task: the share given the class they were asked for
+    gan = RealImagesOfTheClass(test.images, test.labels)
+    images = ((gan.generate(None, test.labels) + 1) * 127.5).round().to(torch.uint8)
+    ckpt = load_checkpoint(classifier)
+    with torch.no_grad():
+        verdict = ckpt.model.eval()(ckpt.preprocessing.normalize(images)).argmax(1)
+    assert faithful["class_acc"] == pytest.approx(float((verdict == test.labels).float().mean()))
+    assert faithful["class_acc"] > 0.8  # the classifier is right on ~91% of Fashion-MNIST
+    blind = task.evaluate(RealImagesOfTheClass(test.images, test.labels, shift=1), test, feature_model=classifier)
+    assert blind["class_acc"] < 0.15
+
+
+def test_a_gan_run_resumes_to_the_same_weights(tmp_path):
+    from cnnlab.train.trainer import train
+
+    kw = dict(model="dcgan", epochs=2, batch_size=32, limit_train=128, limit_test=100, threads=1, plan="no",
+              gan_width=8)
+    train(out=str(tmp_path / "whole"), **kw)
+    train(out=str(tmp_path / "cut"), stop_after=1, **kw)
+    assert main(["train", "--resume", str(tmp_path / "cut"), "--quiet"]) == 0
+    whole, cut = read_weights(tmp_path / "whole"), read_weights(tmp_path / "cut")
+    assert whole.keys() == cut.keys() and all(torch.equal(whole[k], cut[k]) for k in whole)
+    lines = (tmp_path / "cut" / "history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+
+
+def test_export_ships_the_generator_on_standing_statistics(trained, tmp_path, capsys):
+    import onnxruntime
+
+    from cnnlab.generation.deploy import ShippedGenerator
+    from cnnlab.tasks.generate import generate_images
+
+    out = run_json_cli(capsys, "export", str(trained), "--out", str(tmp_path / "g.onnx"))
+    assert out["input"]["name"] == "codes" and out["input"]["shape"] == ["N", 100, 1, 1] and out["check"]["ok"]
+    gan = load_checkpoint(trained).model
+    shipped = ShippedGenerator(gan)
+    codes = shipped.examples(512, 7)
+    session = onnxruntime.InferenceSession(str(tmp_path / "g.onnx"))
+    (images,) = session.run(None, {"codes": codes.numpy()})
+    with torch.no_grad():
+        mine = shipped(codes)
+        alone = shipped(codes[:1])
+    assert np.allclose(images, mine.numpy(), atol=1e-5)
+    assert torch.allclose(alone[0], mine[0], atol=1e-6)  # one image does not depend on its batch
+    # standing statistics stand in for a large batch's own: the images differ by a fraction of a grey
+    # level on average (training's running averages, which lag behind the generator: several levels)
+    batch = generate_images(gan, codes[:, :, 0, 0]).float()
+    assert (((mine + 1) * 127.5).round() - batch).abs().mean() < 2
+    bench = run_json_cli(capsys, "bench", "infer", str(trained), "--variants", "eager,onnxruntime", "--seconds",
+                         "0.05", "--rounds", "1", "--batch-sizes", "8")
+    assert bench["metric"].startswith("values_within") and bench["quality"]["onnxruntime"] == 1.0
+
+
+def run_json_cli(capsys, *argv):
+    assert main([*argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@needs_chromium
+def test_the_page_draws_samples_of_a_served_gan(trained, tmp_path):
+    from cnnlab.serve import BackgroundServer, ServeConfig, build_app
+
+    picture = tmp_path / "any.png"
+    Image.new("L", (28, 28), 128).save(picture)
+    config = ServeConfig(port=0, max_batch=4, max_wait_ms=5, request_timeout_s=30)
+    with BackgroundServer(build_app([str(trained)], config), config) as server:
+        wait_ready(server.url)
+        want = httpx.post(server.url + "/v1/generate", json={"n": 16, "seed": 0}).json()
+        shown = answer_on_page(server.url, picture, "generated", texts={"caption": "#gen-caption"},
+                               counts={"grid": "#gen-grid[src^='data:image/png;base64,']"})
+    assert shown["errors"] == [] and not shown["classify_card_shown"] and shown["grid"] == 1
+    assert shown["caption"].startswith(f"{want['n']} images of 1×28×28 · seed 0")

@@ -7,12 +7,14 @@ from __future__ import annotations
 import io
 import json
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 import torch
 from PIL import Image
 
+import cnnlab
 from cnnlab.cli import main
 from cnnlab.keypoints.metrics import pck
 from cnnlab.tasks.keypoints import load_keypoint_split
@@ -84,3 +86,53 @@ def test_predict_viz_and_serve(trained, tmp_path, capsys):
         assert junk.status_code in (400, 415, 422)
         assert "/static/keypoints.js" in client.get("/").text  # the page draws the skeleton
         assert "/v1/keypoints" in client.get("/static/keypoints.js").text
+
+
+@pytest.fixture(scope="module")
+def prior(tmp_path_factory):
+    run = tmp_path_factory.mktemp("kp") / "prior"
+    args = [a for a in COMMON if a not in ("--limit-train", "96")] + ["--epochs", "3"]
+    assert main(["train", "keypoint_prior", *args, "--out", str(run), "--quiet"]) == 0
+    return run
+
+
+def test_the_prior_learns_the_mean_skeleton(prior, capsys):
+    train, test = load_keypoint_split("figures-mini", "train"), load_keypoint_split("figures-mini", "test")
+    # the mean skeleton, computed directly: the mean crop position of each keypoint over the training people
+    labelled = train.keypoints[..., 2:] > 0
+    mean = (train.keypoints[..., :2] * labelled).sum(0) / labelled.sum(0).clamp(min=1)  # 17 x 2
+    direct = pck(mean.expand(len(test), -1, -1), test.keypoints, test.boxes / test.scales[:, None], 0.2)
+    g = torch.Generator().manual_seed(0)
+    guess = pck(torch.rand(len(test), 17, 2, generator=g) * 64, test.keypoints, test.boxes / test.scales[:, None], 0.2)
+    evaluation = run_json(capsys, "eval", str(prior))
+    assert direct > guess + 0.3
+    assert evaluation["pck20"] == pytest.approx(direct, abs=0.08)  # the learned heatmaps' peaks: the same skeleton
+
+
+def _box_file(path, entries):
+    path.write_text(json.dumps(entries))
+    return str(path)
+
+
+def test_eval_on_detected_boxes(prior, tmp_path, capsys):
+    gt = json.loads((Path(cnnlab.__file__).parent / "bundled/figures-mini/annotations/person_keypoints_test.json")
+                    .read_text())
+    truth = [{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 1.0} for a in gt["annotations"]]
+    on_truth = run_json(capsys, "eval", str(prior))
+    exact = run_json(capsys, "eval", str(prior), "--boxes", _box_file(tmp_path / "gt.json", truth))
+    assert exact["boxes"] == "detected" and "pck20" not in exact
+    assert exact["ap"] == pytest.approx(on_truth["ap"]) and exact["ar"] == pytest.approx(on_truth["ar"])
+    # every box moved by its own width: the crops miss the people, and OKS matching finds it
+    moved = [{**t, "bbox": [t["bbox"][0] + t["bbox"][2], *t["bbox"][1:]]} for t in truth]
+    off = run_json(capsys, "eval", str(prior), "--boxes", _box_file(tmp_path / "moved.json", moved))
+    assert off["ar"] < on_truth["ar"]
+    # other categories and low scores are left out; the remaining boxes are the truth again
+    noise = [{**t, "category_id": 7} for t in moved] + [{**t, "score": 0.01} for t in moved]
+    kept = run_json(capsys, "eval", str(prior), "--boxes", _box_file(tmp_path / "n.json", truth + noise),
+                    "--box-score", "0.5")
+    assert kept["ap"] == pytest.approx(on_truth["ap"])
+    for bad, words in (([{"image_id": 99999, "bbox": [0, 0, 5, 5], "score": 1}], "image_id 99999"),
+                       ([{"image_id": 1, "bbox": [0, 0, -5, 5], "score": 1}], "width and height"),
+                       ({"annotations": []}, "ground-truth file")):
+        assert main(["eval", str(prior), "--boxes", _box_file(tmp_path / "bad.json", bad)]) != 0
+        assert words in capsys.readouterr().err

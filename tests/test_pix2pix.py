@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from browser import answer_on_page, needs_chromium, wait_ready
 from cnnlab.cli import main
 from cnnlab.registry import create_model
 from cnnlab.tasks import get_task, task_for_model
@@ -61,11 +62,17 @@ def test_pairs_from_scenes_and_from_items():
     assert onehot.shape == (1, 11, 2, 2) and onehot[0, 10, 1, 0] == 1 and onehot[0, :, 1, 0].sum() == 1
 
 
-def test_training_edges_to_items_lowers_the_l1_error(tmp_path, capsys):
-    run = tmp_path / "p2p"
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run = tmp_path_factory.mktemp("p2p") / "p2p"
     assert main(["train", "pix2pix", "--epochs", "3", "--limit-train", "256",
                  "--limit-test", "64", "--gan-width", "8", "--threads", "1", "--plan", "no", "--out", str(run),
                  "--quiet"]) == 0
+    return run
+
+
+def test_training_edges_to_items_lowers_the_l1_error(trained, tmp_path, capsys):
+    run = trained
     meta = read_meta(run)
     assert meta.task == "translate" and meta.extra["pairs"] == "edges" and meta.config["lr"] == 2e-4
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
@@ -76,3 +83,55 @@ def test_training_edges_to_items_lowers_the_l1_error(tmp_path, capsys):
     assert main(["predict", str(run), str(tmp_path / "edges.png"), "--out", str(tmp_path / "out")]) == 0
     made = np.asarray(Image.open(tmp_path / "out" / "edges-translated.png"))
     assert made.shape == (28, 28)
+
+
+def test_serve_translate_answers_the_predictors_image(trained, tmp_path):
+    import base64
+    import io
+    import time
+
+    import httpx
+
+    from cnnlab.serve import BackgroundServer, ServeConfig, build_app
+    from cnnlab.train.checkpoint import load_checkpoint
+
+    test = load_pairs("fashion-mnist-mini", "test")
+    buffer = io.BytesIO()
+    Image.fromarray(test.conditions[3, 0].numpy()).save(buffer, format="PNG")
+    want = get_task("translate").predictor(load_checkpoint(trained)).predict_batch(test.conditions[3:4])[0]
+    config = ServeConfig(port=0, max_batch=4, max_wait_ms=5, request_timeout_s=30)
+    with BackgroundServer(build_app([str(trained)], config), config) as server, \
+            httpx.Client(base_url=server.url, timeout=30) as client:
+        for _ in range(300):
+            if client.get("/readyz").status_code == 200:
+                break
+            time.sleep(0.05)
+        answer = client.post("/v1/translate", files={"image": ("e.png", buffer.getvalue(), "image/png")})
+        assert answer.status_code == 200, answer.text
+        result = answer.json()["result"]
+        made = np.asarray(Image.open(io.BytesIO(base64.b64decode(result["image_png"]))))
+        assert result["size"] == [1, 28, 28] and np.array_equal(made, want[0].numpy())
+        bad = client.post("/v1/translate", files={"image": ("e.png", b"not a picture", "image/png")})
+        assert bad.status_code == 400 and "image" in bad.text.lower()
+
+
+@needs_chromium
+def test_the_page_shows_the_translated_image(trained, tmp_path):
+    import base64
+
+    import httpx
+
+    from cnnlab.serve import BackgroundServer, ServeConfig, build_app
+
+    test = load_pairs("fashion-mnist-mini", "test")
+    edges = tmp_path / "edges.png"
+    Image.fromarray(test.conditions[5, 0].numpy()).save(edges)
+    config = ServeConfig(port=0, max_batch=4, max_wait_ms=5, request_timeout_s=30)
+    with BackgroundServer(build_app([str(trained)], config), config) as server:
+        wait_ready(server.url)
+        want = httpx.post(server.url + "/v1/translate", files={"image": ("e.png", edges.read_bytes(), "image/png")})
+        shown = answer_on_page(server.url, edges, "translated", texts={"caption": "#tr-caption"},
+                               counts={"made": f"#tr-output[src='data:image/png;base64,{want.json()['result']['image_png']}']"})
+    assert shown["errors"] == [] and not shown["classify_card_shown"]
+    assert shown["made"] == 1 and shown["caption"] == "generated 28×28"
+    assert base64.b64decode(want.json()["result"]["image_png"])[:4] == b"\x89PNG"

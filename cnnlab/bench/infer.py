@@ -132,22 +132,30 @@ def time_round(forward: Forward, x: torch.Tensor, seconds: float) -> float:
 
 
 @torch.no_grad()
-def score(forward: Forward, images: torch.Tensor, batch_size: int = 250, class_dim: int = 1) -> torch.Tensor:
+def score(forward: Forward, images: torch.Tensor, batch_size: int = 250, class_dim: int | None = 1) -> torch.Tensor:
     """The decisions of ``forward`` for all ``images`` (normalised float): the best class along
-    ``class_dim`` (per image, per pixel or per text column, as the task's output holds them)."""
+    ``class_dim`` (per image, per pixel or per text column, as the task's output holds them), or with
+    ``class_dim`` None (a generator's images) the outputs themselves."""
     outs = []
     for i in range(0, len(images), batch_size):
         out = forward(images[i:i + batch_size])
         if not isinstance(out, torch.Tensor):
             raise ConfigError("bench infer times models that answer one tensor; this one answers "
                               f"{type(out).__name__} (a detector: time it with cnnlab eval or cnnlab bench detect)")
-        outs.append(out.float().argmax(class_dim))
+        outs.append(out.float() if class_dim is None else out.float().argmax(class_dim))
     return torch.cat(outs)
+
+
+def agreement(pred: torch.Tensor, eager: torch.Tensor, class_dim: int | None, tolerance: float) -> float:
+    """The share of decisions equal to eager fp32's, or of output values within ``tolerance`` of them."""
+    same = (pred == eager) if class_dim is not None else ((pred - eager).abs() <= tolerance)
+    return float(same.float().mean())
 
 
 def _load(model_arg: str, data: str, data_dir: str, limit_test: int, image_size: int):
     """The model, its input size, evaluation images (normalised), labels (or None: agreement with eager
-    is measured instead), calibration images and the task's class dimension."""
+    is measured instead), calibration images, the task's class dimension and the agreement's tolerance;
+    for a task with a :class:`~cnnlab.tasks.DeployForm` (a generator), that form and its inputs."""
     path = Path(model_arg)
     if path.exists():
         from ..tasks import get_task
@@ -158,6 +166,11 @@ def _load(model_arg: str, data: str, data_dir: str, limit_test: int, image_size:
         dataset = data or ckpt.meta.dataset
         normalize = ckpt.preprocessing.normalize
         task = get_task(ckpt.meta.task or "classify")
+        form = task.deploy_form(ckpt)
+        if form is not None:
+            n = min(limit_test or 256, 256)
+            return (form.module, tuple(form.input_size), form.examples(n, 0), None, form.examples(256, 1),
+                    f"{ckpt.arch} ({path}: {form.names[0]} -> {form.names[1]})", form.class_dim, form.tolerance)
         if dataset:
             test = task.load_split(dataset, "test", data_dir or None)
             train = task.load_split(dataset, "train", data_dir or None)
@@ -169,7 +182,8 @@ def _load(model_arg: str, data: str, data_dir: str, limit_test: int, image_size:
             order = torch.randperm(len(train.images), generator=torch.Generator().manual_seed(0))[:256]
             # Labels only where one class per image is the answer; other tasks measure agreement with eager.
             labels = test.labels[:n] if task.name == "classify" else None
-            return model, input_size, images, labels, normalize(train.images[order]), f"{ckpt.arch} ({path})", task.class_dim
+            return (model, input_size, images, labels, normalize(train.images[order]), f"{ckpt.arch} ({path})",
+                    task.class_dim, 0.0)
     else:
         from ..registry import create_model, model_info
 
@@ -184,7 +198,7 @@ def _load(model_arg: str, data: str, data_dir: str, limit_test: int, image_size:
     g = torch.Generator().manual_seed(0)
     n = min(limit_test or 256, 256)
     return (model, input_size, torch.randn(n, *input_size, generator=g), None,
-            torch.randn(64, *input_size, generator=g), model_arg, 1)
+            torch.randn(64, *input_size, generator=g), model_arg, 1, 0.0)
 
 
 def measure(model_arg: str, *, batch_sizes: list[int], variants: list[str], seconds: float = 1.0, rounds: int = 3,
@@ -196,7 +210,8 @@ def measure(model_arg: str, *, batch_sizes: list[int], variants: list[str], seco
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        model, input_size, images, labels, calib, label, class_dim = _load(model_arg, data, data_dir, limit_test, image_size)
+        model, input_size, images, labels, calib, label, class_dim, tolerance = _load(
+            model_arg, data, data_dir, limit_test, image_size)
         with tempfile.TemporaryDirectory() as tmp:
             log(f"building {len(variants)} variants of {label} ...")
             plans: dict = {}
@@ -208,8 +223,8 @@ def measure(model_arg: str, *, batch_sizes: list[int], variants: list[str], seco
             quality = {}
             for name, f in forwards.items():
                 pred = score(f, images, class_dim=class_dim)
-                quality[name] = float((pred == labels).float().mean()) if labels is not None else float(
-                    (pred == eager_pred).float().mean())
+                quality[name] = float((pred == labels).float().mean()) if labels is not None else agreement(
+                    pred, eager_pred, class_dim, tolerance)
             rates: dict[int, dict[str, float]] = {b: {v: 0.0 for v in forwards} for b in batch_sizes}
             g = torch.Generator().manual_seed(1)
             for r in range(rounds):
@@ -220,8 +235,9 @@ def measure(model_arg: str, *, batch_sizes: list[int], variants: list[str], seco
                 log(f"round {r + 1}/{rounds} done")
     finally:
         torch.set_num_threads(previous)
-    return {"model": label, "input_size": list(input_size), "threads": threads, "metric":
-            "test_top1" if labels is not None else "top1_agreement_with_eager", "samples": len(images),
+    metric = ("test_top1" if labels is not None else "top1_agreement_with_eager" if class_dim is not None
+              else f"values_within_{tolerance:.4g}_of_eager")
+    return {"model": label, "input_size": list(input_size), "threads": threads, "metric": metric, "samples": len(images),
             "quality": quality, "plans": plans, "images_per_second": {str(b): v for b, v in rates.items()},
             "speedup": {str(b): {n: v / rates[b]["eager"] for n, v in rates[b].items()} for b in batch_sizes
                         if "eager" in rates[b]}, "hardware": hardware()}

@@ -50,15 +50,20 @@ def check_images(ckpt, count: int, data_dir: str):
     return torch.randn(max(count, 16), *ckpt.input_size, generator=torch.Generator().manual_seed(0)), "random inputs"
 
 
-def export_metadata(ckpt) -> dict[str, str]:
-    """What an exported file records of its checkpoint: enough to feed it and read its output."""
+def export_metadata(ckpt, form=None) -> dict[str, str]:
+    """What an exported file records of its checkpoint: enough to feed it and read its output (for a
+    task's own :class:`~cnnlab.tasks.DeployForm`, what the form says its input and output are)."""
     import json
 
     p = ckpt.preprocessing
     c, h, w = p.input_size
+    common = {"cnnlab.task": ckpt.task, "cnnlab.arch": ckpt.arch, "cnnlab.dataset": ckpt.meta.dataset,
+              "class_names": json.dumps(ckpt.class_names)}
+    if form is not None:
+        return {**common, "input_size": json.dumps(list(form.input_size)), "preprocessing": form.input_description,
+                "output": form.output_description}
     return {
-        "cnnlab.task": ckpt.task, "cnnlab.arch": ckpt.arch, "cnnlab.dataset": ckpt.meta.dataset,
-        "class_names": json.dumps(ckpt.class_names), "input_size": json.dumps(list(p.input_size)),
+        **common, "input_size": json.dumps(list(p.input_size)),
         "mean": json.dumps(list(p.mean)), "std": json.dumps(list(p.std)),
         "preprocessing": (f"{'greyscale' if c == 1 else 'RGB'} image resized (shorter side) and centre-cropped to "
                           f"{h}x{w}{', grey levels inverted' if p.invert else ''}; N x {c} x {h} x {w} float32 "
@@ -92,20 +97,27 @@ def export_checkpoint(checkpoint: str | Path, fmt: str = "onnx", out: str | Path
     ckpt = load_checkpoint(checkpoint)
     if int8 and fmt != "onnx":
         raise ExportError("--int8 needs --format onnx")
-    model = fold_batchnorm(ckpt.model) if fold_bn else ckpt.model.eval()
+    form = _task(ckpt).deploy_form(ckpt)  # None: the model itself, on normalised images
+    reference = form.module if form is not None else ckpt.model.eval()
+    input_size = tuple(form.input_size) if form is not None else ckpt.input_size
+    names = form.names if form is not None else ("images", "logits")
+    model = fold_batchnorm(reference) if fold_bn else reference
     # Beside the run's checkpoints, not inside one: a checkpoint folder is replaced whole at each save.
     path = Path(out) if out else ckpt.run_dir / f"model{SUFFIX[fmt]}"
-    inputs, source = check_images(ckpt, check_count, data_dir)
-    export_model(model, path, fmt, ckpt.input_size, check_inputs=inputs, tolerance=tolerance)
+    if form is not None:
+        inputs, source = form.examples(max(check_count, 16), 0), f"random {names[0]}"
+    else:
+        inputs, source = check_images(ckpt, check_count, data_dir)
+    export_model(model, path, fmt, input_size, check_inputs=inputs, tolerance=tolerance, names=names)
     # The reference is the checkpoint's own model, so a folded export is checked against the unfolded one.
-    check = compare_outputs(ckpt.model.eval(), load_exported(path), inputs, tolerance=tolerance)
+    check = compare_outputs(reference, load_exported(path), inputs, tolerance=tolerance)
     if not check.ok:
         raise ExportError(f"exported model differs from the checkpoint: relative difference {check.max_rel_diff:.2e}")
-    metadata = export_metadata(ckpt)
+    metadata = export_metadata(ckpt, form)
     write_metadata(path, metadata)
+    normalisation = {"mean": list(ckpt.mean), "std": list(ckpt.std)} if form is None else {}
     result = {"checkpoint": str(ckpt.path), "arch": ckpt.arch, "format": fmt, "file": str(path),
-              "input": {"name": "images", "shape": ["N", *ckpt.input_size], "mean": list(ckpt.mean),
-                        "std": list(ckpt.std)},
+              "input": {"name": names[0], "shape": ["N", *input_size], **normalisation},
               "metadata": metadata, "check": {**check.to_dict(), "inputs": source}}
     if int8:
         int8_path = path.with_name(path.stem + "-int8.onnx")
@@ -122,12 +134,14 @@ def run(args) -> int:
     if args.json:
         print_json(result)
         return 0
-    c = result["check"]
-    print(f"wrote {result['file']} ({result['format']}, input images N x {' x '.join(map(str, result['input']['shape'][1:]))})")
-    print(f"it expects: {result['metadata']['preprocessing']}, mean {result['input']['mean']}, "
-          f"std {result['input']['std']}; it gives {result['metadata']['output']} (recorded in the file)")
+    c, i = result["check"], result["input"]
+    print(f"wrote {result['file']} ({result['format']}, input {i['name']} N x {' x '.join(map(str, i['shape'][1:]))})")
+    normalised = f", mean {i['mean']}, std {i['std']}" if "mean" in i else ""
+    print(f"it expects: {result['metadata']['preprocessing']}{normalised}; it gives {result['metadata']['output']} "
+          "(recorded in the file)")
+    agreement = f", top-1 agreement {c['top1_agreement']:.2%}" if "mean" in i else ""
     print(f"checked on {c['samples']} {c['inputs']}: max |diff| {c['max_abs_diff']:.2e} "
-          f"(relative {c['max_rel_diff']:.2e} <= {c['tolerance']:.0e}), top-1 agreement {c['top1_agreement']:.2%}")
+          f"(relative {c['max_rel_diff']:.2e} <= {c['tolerance']:.0e}){agreement}")
     if "int8" in result:
         print(f"wrote {result['int8']['file']} (int8): top-1 agreement with fp32 {result['int8']['top1_agreement']:.2%}")
     return 0

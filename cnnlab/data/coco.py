@@ -280,7 +280,9 @@ def find_coco_json(folder: Path, split: str) -> Path | None:
     ``test`` falls back to ``val`` when a folder has no test annotations (COCO publishes none).
     """
     for name in ([split, "val"] if split == "test" else [split]):
-        patterns = [f"annotations/instances_{name}*.json", f"annotations/{name}*.json", f"{name}/_annotations*.json",
+        # instances first; a keypoint-only download (a figure set) is a person-detection set too
+        patterns = [f"annotations/instances_{name}*.json", f"annotations/person_keypoints_{name}*.json",
+                    f"annotations/{name}*.json", f"{name}/_annotations*.json",
                     f"{name}/*.json", f"instances_{name}*.json", f"{name}*.json"]
         for pattern in patterns:
             hits = sorted(folder.glob(pattern))

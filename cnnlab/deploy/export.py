@@ -46,8 +46,9 @@ def _quiet():
             lg.setLevel(level)
 
 
-def export_onnx(model: nn.Module, path: str | Path, input_size: tuple[int, int, int], *, opset: int = 18) -> Path:
-    """Write ``model`` (eval mode) as ONNX with a dynamic batch axis; input ``images``, output ``logits``."""
+def export_onnx(model: nn.Module, path: str | Path, input_size: tuple[int, int, int], *, opset: int = 18,
+                names: tuple[str, str] = ("images", "logits")) -> Path:
+    """Write ``model`` (eval mode) as ONNX with a dynamic batch axis; input and output named ``names``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.randn(2, *input_size)
@@ -55,7 +56,7 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: tuple[int, int, 
     try:
         with _quiet():
             torch.onnx.export(model.eval(), (example,), str(path), dynamo=True, external_data=False,
-                              input_names=["images"], output_names=["logits"], opset_version=opset,
+                              input_names=[names[0]], output_names=[names[1]], opset_version=opset,
                               dynamic_shapes=({0: batch},))
     except Exception as e:  # noqa: BLE001 - the exporter raises many types; one clear message
         raise ExportError(f"ONNX export of {type(model).__name__} failed: {str(e).splitlines()[0]}") from None
@@ -187,13 +188,17 @@ def compare_outputs(reference: Callable[[torch.Tensor], torch.Tensor], candidate
 
 
 def export_model(model: nn.Module, path: str | Path, fmt: str, input_size: tuple[int, int, int], *,
-                 check_inputs: torch.Tensor | None = None, tolerance: float = 1e-4) -> ExportCheck:
+                 check_inputs: torch.Tensor | None = None, tolerance: float = 1e-4,
+                 names: tuple[str, str] = ("images", "logits")) -> ExportCheck:
     """Export ``model`` in ``fmt`` to ``path`` and check it numerically; raises :class:`ExportError` if the
     exported model's logits differ by more than ``tolerance`` (relative to the largest logit)."""
     if fmt not in FORMATS:
         raise ExportError(f"format must be one of {', '.join(FORMATS)}, not '{fmt}'")
     model = model.eval()
-    (export_onnx if fmt == "onnx" else export_torchscript)(model, path, input_size)
+    if fmt == "onnx":
+        export_onnx(model, path, input_size, names=names)
+    else:
+        export_torchscript(model, path, input_size)
     if check_inputs is None:
         check_inputs = torch.randn(16, *input_size, generator=torch.Generator().manual_seed(0))
     check = compare_outputs(model, load_exported(path), check_inputs, tolerance=tolerance)

@@ -66,6 +66,7 @@ class PersonCrops:
     std: tuple[float, ...]
     coco: dict
     hflip: bool = True
+    detected: bool = False  # crops of detected boxes: no keypoints of their own, measured by OKS AP only
 
     @property
     def class_names(self) -> list[str]:  # the task's "classes" are its keypoints: one heatmap each
@@ -139,4 +140,43 @@ def crop_people(dataset, *, size: int = 64, widen: float = WIDEN, boxes: dict[in
                        torch.tensor(bxs, dtype=torch.float32), torch.tensor(scores, dtype=torch.float32),
                        torch.tensor(img_ids), torch.tensor(ann_ids), list(dataset.keypoint_names),
                        [tuple(e) for e in (dataset.skeleton or [])], [tuple(p) for p in flip_pairs],
-                       tuple(dataset.mean), tuple(dataset.std), coco, bool(dataset.hflip))
+                       tuple(dataset.mean), tuple(dataset.std), coco, bool(dataset.hflip), boxes is not None)
+
+
+def read_detection_boxes(path: str, dataset, *, min_score: float = 0.0) -> dict[int, list[tuple[float, ...]]]:
+    """The person boxes of a COCO detection results file (a list of ``{"image_id", "category_id", "bbox":
+    [x, y, w, h], "score"}``, what detectors and ``cnnlab eval DETECTOR --write-results`` write) as
+    ``{image index: [(x1, y1, x2, y2, score)]}`` for :func:`crop_people`. Entries of another category than
+    the keypoint category, or scoring below ``min_score``, are left out."""
+    from pathlib import Path
+
+    from ..data.coco import read_json
+
+    entries = read_json(Path(path).expanduser())
+    if isinstance(entries, dict):
+        raise DataError(f"{path}: a COCO ground-truth file, not detection results (a JSON list of "
+                        "image_id / bbox / score entries)")
+    if not isinstance(entries, list):
+        raise DataError(f"{path}: detection results must be a JSON list of image_id / bbox / score entries")
+    index_of = {dataset.image_info(i).id: i for i in range(len(dataset))}
+    person = set(dataset.category_ids)  # the keypoint file's categories (one: person)
+    boxes: dict[int, list[tuple[float, ...]]] = {}
+    for n, e in enumerate(entries):
+        where = f"{path}: entry {n}"
+        if not isinstance(e, dict) or not {"image_id", "bbox", "score"} <= set(e):
+            raise DataError(f"{where}: needs image_id, bbox [x, y, w, h] and score")
+        box, score = e["bbox"], e["score"]
+        if (not isinstance(box, list) or len(box) != 4 or not all(isinstance(v, (int, float)) for v in box)
+                or not isinstance(score, (int, float))):
+            raise DataError(f"{where}: bbox must be 4 numbers [x, y, w, h] and score a number")
+        if e["image_id"] not in index_of:
+            raise DataError(f"{where}: image_id {e['image_id']} is not an image of {dataset.name}/{dataset.split}")
+        if box[2] <= 0 or box[3] <= 0:
+            raise DataError(f"{where}: box width and height must be positive, got {box[2]} x {box[3]}")
+        if ("category_id" in e and e["category_id"] not in person) or score < min_score:
+            continue
+        x, y, w, h = (float(v) for v in box)
+        boxes.setdefault(index_of[e["image_id"]], []).append((x, y, x + w, y + h, float(score)))
+    if not boxes:
+        raise DataError(f"{path}: no person box scoring at least {min_score} in {dataset.name}/{dataset.split}")
+    return boxes

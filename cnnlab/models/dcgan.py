@@ -93,8 +93,12 @@ class Generator(nn.Module):
             if y is None:
                 raise ConfigError("this generator is class-conditional: give the classes y")
             z = torch.cat([z, self.embed(y)], 1)  # N x 200
+        return self.decode(z)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Images of the generator's input codes: latents, followed by the class embedding if conditional."""
         channels, side = self.start
-        h = self.project(z).view(len(z), channels, side, side)  # N x 256 x 4 x 4
+        h = self.project(codes).view(-1, channels, side, side)  # N x 256 x 4 x 4
         return self.body(torch.relu(self.bn0(h)))
 
 

@@ -76,6 +76,7 @@ class ServedModel:
             "classes": self.class_names,
             "roots": self.roots,
             "num_classes": len(self.class_names),
+            "conditional": bool(getattr(self.predictor, "conditional", False)),  # a GAN drawing a chosen class
             "input_size": list(self.input_size),
             "accuracy": metrics.get("test_acc"),
             "top5_accuracy": metrics.get("test_top5"),

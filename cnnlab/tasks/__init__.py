@@ -13,7 +13,7 @@ import importlib
 import pkgutil
 
 from ..errors import unknown_name
-from .base import Batch, StepOutput, Task
+from .base import Batch, DeployForm, StepOutput, Task
 
 _TASKS: dict[str, type[Task]] = {}
 _LOADED = False
@@ -64,4 +64,4 @@ def task_for_model(model: str, override: str = "auto") -> str:
     return task_class(model_info(model).task).name
 
 
-__all__ = ["Batch", "StepOutput", "Task", "get_task", "list_tasks", "register_task", "task_class", "task_for_model"]
+__all__ = ["Batch", "DeployForm", "StepOutput", "Task", "get_task", "list_tasks", "register_task", "task_class", "task_for_model"]

@@ -62,6 +62,23 @@ class Batch:
 
 
 @dataclass
+class DeployForm:
+    """A network as ``export`` and ``bench infer`` take it: ``module`` maps one float tensor of
+    ``input_size`` per example to one tensor; ``examples(n, seed)`` draws inputs for the numerical checks
+    and the timing; ``class_dim`` is the dimension of class scores in the output, or None where the output
+    is an image (then variants are compared value by value, within ``tolerance``)."""
+
+    module: nn.Module
+    input_size: tuple[int, ...]
+    examples: Callable[[int, int], torch.Tensor]
+    input_description: str
+    output_description: str
+    class_dim: int | None = 1
+    tolerance: float = 0.0
+    names: tuple[str, str] = ("images", "logits")  # of the exported file's input and output
+
+
+@dataclass
 class StepOutput:
     """What one optimisation step reports: the loss to back-propagate and sums to average over the epoch.
 
@@ -180,6 +197,27 @@ class Task(abc.ABC):
         """Metrics of ``model`` over the whole of ``dataset``; ``preprocessing`` (a checkpoint's) overrides
         the dataset's normalisation."""
 
+    def load_eval_split(self, name: str, split: str, data_dir: str | None = None, *, boxes: str | None = None,
+                        box_score: float = 0.0):
+        """The split ``cnnlab eval`` measures on: :meth:`load_split`, or with ``boxes`` (a COCO detection
+        results file; those scoring at least ``box_score``) the examples those boxes make, for a task that
+        works on detected objects."""
+        if boxes:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"--boxes: the {self.name} task does not work on detected boxes (keypoint models do)")
+        return self.load_split(name, split, data_dir)
+
+    results_options: ClassVar[dict[str, Any]] = {}  # what :meth:`evaluate` needs to keep per-example results
+
+    def write_results(self, metrics: dict[str, Any], dataset, path: Path) -> int:
+        """Write the per-example results of an evaluation run with :attr:`results_options` into ``path``
+        (``cnnlab eval --write-results``; a detector writes COCO detection results); returns their count."""
+        from ..errors import ConfigError
+
+        raise ConfigError(f"--write-results: the {self.name} task writes no results file (detectors write COCO "
+                          "detection results)")
+
     def scalars(self, metrics: dict[str, Any]) -> dict[str, float]:
         """The figures of :meth:`evaluate` logged each epoch (as ``test_<name>``, ``val_<name>``)."""
         return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -200,6 +238,12 @@ class Task(abc.ABC):
     def describe(self, prediction: Any) -> Any:
         """A prediction as JSON-ready values."""
         return prediction
+
+    def deploy_form(self, checkpoint) -> "DeployForm | None":
+        """What ``cnnlab export`` writes and ``cnnlab bench infer`` times, where that is not the checkpoint's
+        model on its normalised images (None, the default): a GAN's generator, latents in and images out.
+        A task whose model cannot be shipped as one tensor in, one tensor out raises a clear error."""
+        return None
 
     def output_description(self, shape: Sequence[int]) -> str:
         """What the model's output of ``shape`` (one image: 1 x K, or 1 x K x H x W) means, as an exported

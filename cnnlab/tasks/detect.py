@@ -47,6 +47,9 @@ class DetectionData:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     hflip: bool = True
+    image_ids: list[int] = dataclasses.field(default_factory=list)  # the COCO ids of the images
+    letterboxed: bool = False  # images of mixed sizes brought to MIXED_SIZE: boxes are not in file pixels
+    category_ids: list[int] = dataclasses.field(default_factory=list)  # the file's id of class k
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -64,7 +67,8 @@ class DetectionData:
         if isinstance(idx, int):
             idx = [idx]
         return dataclasses.replace(self, images=self.images[idx], targets=[self.targets[i] for i in idx],
-                                   areas=[self.areas[i] for i in idx], split=split or self.split)
+                                   areas=[self.areas[i] for i in idx], split=split or self.split,
+                                   image_ids=[self.image_ids[i] for i in idx] if self.image_ids else [])
 
     def random_split(self, fraction: float, seed: int) -> tuple["DetectionData", "DetectionData"]:
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed)).tolist()
@@ -94,7 +98,26 @@ def load_detection(name: str, split: str, data_dir: str | None = None) -> Detect
         areas = [(t.masks.flatten(1).sum(1).double() if t.masks is not None else t.box_areas().double())
                  for t in targets]
     return DetectionData(str(name), split, images, targets, areas, list(ds.class_names), tuple(ds.mean),
-                         tuple(ds.std), bool(ds.hflip))
+                         tuple(ds.std), bool(ds.hflip), [int(ds.image_info(i).id) for i in range(n)],
+                         ds.input_size is None, list(ds.category_ids))
+
+
+def coco_detections(dataset: DetectionData, detections: Sequence[dict[str, torch.Tensor]]) -> list[dict[str, Any]]:
+    """Detections of every image of ``dataset`` as a COCO results list (``image_id``, ``category_id``,
+    ``bbox`` [x, y, w, h] in the file's pixels, ``score``): what COCOeval and ``cnnlab eval --boxes`` read."""
+    if dataset.letterboxed:
+        raise DataError(f"{dataset.name}: its images have mixed sizes and are letterboxed to {MIXED_SIZE} pixels, so "
+                        "the boxes are not in the file's pixels; write results for a set of one image size")
+    if len(dataset.image_ids) != len(detections):
+        raise DataError(f"{dataset.name}: {len(detections)} detection lists for {len(dataset.image_ids)} images")
+    out = []
+    for image_id, d in zip(dataset.image_ids, detections):
+        for (x1, y1, x2, y2), score, label in zip(d["boxes"].tolist(), d["scores"].tolist(), d["labels"].tolist()):
+            category = dataset.category_ids[int(label)] if dataset.category_ids else int(label) + 1
+            out.append({"image_id": int(image_id), "category_id": int(category),
+                        "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                        "score": round(float(score), 5)})
+    return out
 
 
 def flip_objects(t: Objects, width: int) -> Objects:
@@ -281,6 +304,22 @@ class DetectionTask(Task):
         if per_image:
             out["detections"] = images
         return out
+
+    results_options = {"per_image": True}
+
+    def deploy_form(self, checkpoint):
+        raise ConfigError(f"{checkpoint.arch} is a detector: it answers a variable number of boxes per image "
+                          "(region proposals, per-class non-maximum suppression), which export and bench infer "
+                          "do not ship as one tensor; serve it with cnnlab serve, time it with cnnlab bench detect")
+
+    def write_results(self, metrics: dict[str, Any], dataset: DetectionData, path: Path) -> int:
+        import json
+
+        from ..io import atomic_write_text
+
+        results = coco_detections(dataset, metrics.pop("detections"))
+        atomic_write_text(Path(path), json.dumps(results, separators=(",", ":")))
+        return len(results)
 
     def scalars(self, metrics: dict[str, Any]) -> dict[str, float]:
         names = ["map", "map50_voc", "ap50", "ap75", "ap_small", "ap_medium", "ap_large", "ar100"]

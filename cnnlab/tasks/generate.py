@@ -36,7 +36,7 @@ from ..errors import ConfigError, DataError
 from ..generation import FeatureSpace, frechet_distance, image_grid, kernel_inception_distance, pairwise_diversity
 from ..generation.grids import interpolate_latents, save_png, to_uint8
 from . import register_task
-from .base import Batch, StepOutput, Task
+from .base import Batch, DeployForm, StepOutput, Task
 
 COLLAPSE = 0.3  # a batch whose mean pairwise distance is below 30% of real images' has collapsed
 SAMPLES = 1000  # generated images per evaluation (at most the test split's size)
@@ -339,6 +339,19 @@ class GenerationTask(Task):
             log(f"epoch {record['epoch']}: {line}")
 
     # --- using a trained model
+    def deploy_form(self, checkpoint) -> DeployForm:
+        """The generator alone, on standing batch-norm statistics (:mod:`cnnlab.generation.deploy`)."""
+        from ..generation.deploy import ShippedGenerator
+
+        shipped = ShippedGenerator(checkpoint.model)
+        c, h, w = checkpoint.input_size
+        k = shipped.num_classes
+        codes = f"{shipped.latent_dim} N(0, 1) latents" + (f" then a one-hot class of {k} (class_names order)" if k else "")
+        return DeployForm(shipped, (shipped.code_size, 1, 1), shipped.examples,
+                          f"N x {shipped.code_size} x 1 x 1 float32 codes: {codes}",
+                          f"images N x {c} x {h} x {w} in [-1, 1]: grey level = (x + 1) * 127.5",
+                          class_dim=None, tolerance=1 / 127.5, names=("codes", "images"))
+
     def predictor(self, checkpoint, *, device: str | torch.device = "cpu") -> GeneratorPredictor:
         return GeneratorPredictor(checkpoint, device=device)
 

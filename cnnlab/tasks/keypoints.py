@@ -30,7 +30,7 @@ from torch import nn
 
 from ..data.transforms import normalize
 from ..errors import ConfigError, DataError
-from ..keypoints.crops import PersonCrops, crop_people
+from ..keypoints.crops import PersonCrops, crop_people, read_detection_boxes
 from ..keypoints.heatmaps import decode_heatmaps, flip_heatmaps, gaussian_targets
 from ..keypoints.metrics import keypoint_ap, pck
 from . import register_task
@@ -85,8 +85,11 @@ def keypoint_json(source: str | os.PathLike, split: str) -> Path:
     return found
 
 
-def load_keypoint_split(name: str, split: str, data_dir: str | None = None, *, size: int = CROP) -> PersonCrops:
-    """The person crops of ``split`` of a figure set or COCO person-keypoints file / folder."""
+def load_keypoint_split(name: str, split: str, data_dir: str | None = None, *, size: int = CROP,
+                        boxes: str | None = None, box_score: float = 0.0) -> PersonCrops:
+    """The person crops of ``split`` of a figure set or COCO person-keypoints file / folder: of the
+    ground-truth boxes, or of the detected ones in ``boxes`` (a COCO detection results file, those
+    scoring at least ``box_score``)."""
     from ..data.coco import load_coco
 
     if name in FIGURE_SETS:
@@ -100,7 +103,8 @@ def load_keypoint_split(name: str, split: str, data_dir: str | None = None, *, s
     else:
         path = keypoint_json(name, split)
     dataset = load_coco(path, split, name=name if name in FIGURE_SETS else None)
-    return crop_people(dataset, size=size)
+    detected = read_detection_boxes(boxes, dataset, min_score=box_score) if boxes else None
+    return crop_people(dataset, size=size, boxes=detected)
 
 
 def _affine_batch(images: torch.Tensor, keypoints: torch.Tensor, generator: torch.Generator | None,
@@ -170,7 +174,9 @@ def oks_sigmas(names: Sequence[str]) -> list[float]:
 def evaluate_keypoints(model: nn.Module, data: PersonCrops, *, device: torch.device | str = "cpu", batch_size: int = 128,
                        mean: Sequence[float] | None = None, std: Sequence[float] | None = None, decode: str = DECODE,
                        flips: Sequence[bool] = (False, True), sigma: float = SIGMA) -> dict[str, Any]:
-    """Loss, PCK@0.1/0.2 and COCO keypoint AP of ``model`` on ``data``; figures with flip testing carry ``_flip``."""
+    """Loss, PCK@0.1/0.2 and COCO keypoint AP of ``model`` on ``data``; figures with flip testing carry ``_flip``.
+    Crops of detected boxes (``data.detected``) have no keypoints to compare one by one: AP and AR only,
+    the people matched to the ground truth by OKS as COCOeval does."""
     device = torch.device(device)
     model.eval()
     mean, std = mean or data.mean, std or data.std
@@ -181,9 +187,10 @@ def evaluate_keypoints(model: nn.Module, data: PersonCrops, *, device: torch.dev
             x = normalize(data.images[start:start + batch_size].to(device), mean, std)
             heatmaps = predict_heatmaps(model, x, flip_pairs=data.flip_pairs if flip else None)
             stride = x.shape[-1] / heatmaps.shape[-1]
-            targets, weights = gaussian_targets(data.keypoints[start:start + batch_size].to(device), heatmaps.shape[-2],
-                                                heatmaps.shape[-1], stride, sigma)
-            loss_sum += float(heatmap_loss(heatmaps, targets, weights)) * len(x)
+            if not data.detected:
+                targets, weights = gaussian_targets(data.keypoints[start:start + batch_size].to(device),
+                                                    heatmaps.shape[-2], heatmaps.shape[-1], stride, sigma)
+                loss_sum += float(heatmap_loss(heatmaps, targets, weights)) * len(x)
             xy, s = decode_heatmaps(heatmaps, stride, method=decode, sigma=sigma)
             points.append(xy.cpu())
             scores.append(s.cpu())
@@ -193,9 +200,12 @@ def evaluate_keypoints(model: nn.Module, data: PersonCrops, *, device: torch.dev
         truth[..., :2] = data.to_original(truth[..., :2])
         ap = keypoint_ap(data.coco, coco_results(data, xy, s), oks_sigmas(data.keypoint_names))
         suffix = "_flip" if flip else ""
-        results.update({f"loss{suffix}": loss_sum / len(data), f"pck10{suffix}": pck(xy, truth, data.boxes, 0.1),
-                        f"pck20{suffix}": pck(xy, truth, data.boxes, 0.2),
-                        **{f"{k}{suffix}": v for k, v in ap.items()}})
+        if not data.detected:
+            results.update({f"loss{suffix}": loss_sum / len(data), f"pck10{suffix}": pck(xy, truth, data.boxes, 0.1),
+                            f"pck20{suffix}": pck(xy, truth, data.boxes, 0.2)})
+        results.update({f"{k}{suffix}": v for k, v in ap.items()})
+    if data.detected:
+        results["boxes"] = "detected"
     return results
 
 
@@ -220,6 +230,10 @@ class KeypointTask(Task):
     # --- data
     def load_split(self, name: str, split: str, data_dir: str | None = None) -> PersonCrops:
         return load_keypoint_split(name, split, data_dir)
+
+    def load_eval_split(self, name: str, split: str, data_dir: str | None = None, *, boxes: str | None = None,
+                        box_score: float = 0.0) -> PersonCrops:
+        return load_keypoint_split(name, split, data_dir, boxes=boxes, box_score=box_score)
 
     def data_fields(self, train_set: PersonCrops) -> dict[str, Any]:
         return {**super().data_fields(train_set),
@@ -287,12 +301,15 @@ class KeypointTask(Task):
     def report(self, metrics: dict[str, Any], checkpoint, *, dataset: str, split: str) -> None:
         from ..console import print_table
 
-        print(f"{checkpoint.arch} on {dataset}/{split} ({metrics['people']} people in {metrics['images']} images, "
-              "ground-truth boxes)")
+        boxes = "detected" if metrics.get("boxes") == "detected" else "ground-truth"
+        crops = "boxes" if boxes == "detected" else "people"
+        print(f"{checkpoint.arch} on {dataset}/{split} ({metrics['people']} {crops} in {metrics['images']} images, "
+              f"{boxes} boxes)")
         rows = []
         for suffix, label in (("", "single"), ("_flip", "flip test")):
-            if f"ap{suffix}" in metrics:
-                rows.append([label] + [f"{metrics[k + suffix]:.4f}" for k in ("pck10", "pck20", "ap", "ap50", "ap75", "ar")])
+            if f"ap{suffix}" in metrics:  # PCK needs the box's own person: "-" on detected boxes
+                rows.append([label] + [f"{metrics[k + suffix]:.4f}" if k + suffix in metrics else "-"
+                                       for k in ("pck10", "pck20", "ap", "ap50", "ap75", "ar")])
         names = ["PCK@0.1", "PCK@0.2", "AP", "AP50", "AP75", "AR"]
         print_table(rows, ["testing"] + names, justify_right=names)
 

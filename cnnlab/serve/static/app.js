@@ -28,7 +28,7 @@ window.cnnlabAsk = async function (endpoint, body, card, doing) {
   if (r.ok) return (await r.json()).result;
   card.hidden = true;
   let text = `${r.status} ${r.statusText}`;
-  try { text = (await r.json()).error.message || text; } catch (e) { /* keep the status line */ }
+  try { text = (await r.json()).error_msg || text; } catch (e) { /* keep the status line */ }
   $("status").textContent = text;
   return null;
 };
