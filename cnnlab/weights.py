@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
@@ -325,7 +326,14 @@ def publish(run_dir: str | Path, tag: str, *, recipe: str, data_dir: str | None 
     from .train.checkpoint import META_FILE, MODEL_FILE, load_checkpoint, read_meta, read_weights
     from .train.config import TrainConfig
 
+    from .io import atomic_write_text
+
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", tag):
+        raise ConfigError(f"a weights tag is lower-case letters, digits, '.', '_' and '-' (like fashion-mnist), not {tag!r}")
     meta = read_meta(run_dir)
+    if meta.task != "classify":
+        raise ConfigError(f"{run_dir} is a {meta.task} run; shipped weights are classifiers (their test accuracy is "
+                          "what the index records)")
     state = read_weights(run_dir, meta)
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
@@ -348,6 +356,6 @@ def publish(run_dir: str | Path, tag: str, *, recipe: str, data_dir: str | None 
     index_file = out / INDEX_FILE
     index = json.loads(index_file.read_text("utf-8")) if index_file.is_file() else {}
     index.setdefault(meta.arch, {})[tag] = entry
-    index_file.write_text(json.dumps(index, indent=1, sort_keys=True) + "\n", "utf-8")
+    atomic_write_text(index_file, json.dumps(index, indent=1, sort_keys=True) + "\n")
     _index.cache_clear()
     return entry

@@ -184,3 +184,33 @@ def test_serve_pretrained_loads_the_best_shipped_model():
     assert len(model.predictor.predict_batch(torch.zeros(1, 1, 28, 28, dtype=torch.uint8), 3)[0]) == 3
     with pytest.raises(ConfigError, match="no shipped weights are trained on 'cifar10'"):
         checkpoint_specs(argparse.Namespace(checkpoints=[], pretrained="cifar10"))
+
+
+def test_weights_publish_records_what_eval_reproduces(tmp_path, capsys, monkeypatch):
+    run = tmp_path / "run"
+    assert main(["train", "lenet5_modern", "--epochs", "1", "--limit-train", "512", "--threads", "1", "--plan", "no",
+                 "--seed", "0", "--out", str(run), "--quiet"]) == 0  # bundled fashion-mnist-mini
+    shutil.copytree(weights.PRETRAINED_DIR, tmp_path / "pretrained")
+    monkeypatch.setattr(weights, "PRETRAINED_DIR", tmp_path / "pretrained")
+    weights._index.cache_clear()
+    try:
+        assert main(["weights", "publish", str(run), "--tag", "fm-mini", "--json"]) == 0
+        entry = json.loads(capsys.readouterr().out)
+        folder = tmp_path / "pretrained" / entry["folder"]
+        assert entry["sha256"]["model.safetensors"] == weights.sha256(folder / "model.safetensors")
+        assert "cnnlab train lenet5_modern --data fashion-mnist-mini --epochs 1" in entry["recipe"]
+        assert ("lenet5_modern", "fm-mini") in {(r["model"], r["tag"]) for r in weights.pretrained_table()}
+        assert main(["eval", "lenet5_modern@fm-mini", "--json"]) == 0  # the float16 copy, as shipped
+        assert json.loads(capsys.readouterr().out)["top1"] == pytest.approx(entry["test_accuracy"], abs=1e-4)
+        assert main(["weights", "verify", "--json"]) == 0
+        verified = {(r["model"], r["tag"]): r for r in json.loads(capsys.readouterr().out)["verified"]}
+        assert verified[("lenet5_modern", "fm-mini")]["bytes"] == entry["bytes"]
+        data = bytearray((folder / "model.safetensors").read_bytes())
+        data[-1] ^= 1
+        (folder / "model.safetensors").write_bytes(bytes(data))
+        assert main(["weights", "verify"]) != 0
+        assert "SHA-256" in capsys.readouterr().err
+        assert main(["weights", "publish", str(run), "--tag", "Bad Tag"]) != 0
+        assert "tag" in capsys.readouterr().err
+    finally:
+        weights._index.cache_clear()

@@ -414,6 +414,9 @@ class DetectionTask(Task):
         axes = fig.subplots(1, len(data), squeeze=False)[0]
         if kind in ("predictions", "proposals"):
             outputs = run_detector(model, x)
+            if kind == "proposals" and outputs and "proposals" not in outputs[0]:
+                raise ConfigError(f"{checkpoint.arch} is a single-shot detector: it has no region proposals to draw "
+                                  "(kinds for it: predictions)")
             for ax, i, d in zip(axes, range(len(data)), outputs):
                 det = Detection(d["boxes"], d["scores"], d["labels"], data.class_names, data.input_size[1:],
                                 d.get("masks"))
@@ -477,5 +480,6 @@ class DetectionPredictor:
         x = self.checkpoint.preprocessing.normalize(images.to(self.device))
         size = (int(images.shape[-2]), int(images.shape[-1]))
         return [Detection(d["boxes"].cpu(), d["scores"].cpu(), d["labels"].cpu(), self.class_names, size,
-                          d["masks"].cpu() if "masks" in d else None, d["proposals"].cpu())
+                          d["masks"].cpu() if "masks" in d else None,
+                          d["proposals"].cpu() if "proposals" in d else None)  # a single-shot detector has none
                 for d in run_detector(self.model, x)]
