@@ -77,3 +77,57 @@ def test_fast_rcnn_learns_four_scenes():
         losses.append(float(loss.detach()))
     # the softmax over 11 classes starts at log 11 = 2.4; a few steps on the same scenes must cut it well down
     assert losses[0] > 2.0 and min(losses[-3:]) < 0.6 * losses[0]
+
+
+def test_rcnn_svm_targets_follow_the_papers_overlap_rule():
+    from cnnlab.detection.rcnn_losses import svm_targets
+
+    boxes, labels = torch.tensor([[0.0, 0, 10, 10], [50, 50, 70, 70]]), torch.tensor([0, 1])
+    rois = torch.tensor([[0.0, 0, 10, 10],     # the true box of class 0: its positive
+                         [0, 0, 10, 20],       # IoU 0.5 with it: left out for class 0, a negative for class 1
+                         [30, 30, 40, 40],     # overlaps nothing: a negative for both
+                         [50, 50, 70, 70]])    # the true box of class 1: positive for 1, negative for 0
+    is_truth = torch.tensor([True, False, False, True])
+    t = svm_targets(rois, is_truth, torch.tensor([0, 1]), boxes, labels, 2)
+    assert t.tolist() == [[1, -1], [0, -1], [-1, -1], [-1, 1]]
+
+
+def test_rcnn_hinge_and_ridge_losses_by_hand():
+    from cnnlab.detection.rcnn_losses import hinge_loss, regression_loss
+
+    scores = torch.tensor([[2.0, 0.5], [-0.2, -3.0]])
+    targets = torch.tensor([[1.0, -1.0], [0.0, -1.0]])
+    w = torch.tensor([[1.0, 2.0]])
+    # margins: max(0, 1 - 2) = 0, max(0, 1 + 0.5) = 1.5, (left out), max(0, 1 - 3) = 0 -> mean 0.5; + 0.1 / 2 * 5
+    assert float(hinge_loss(scores, targets, w, 0.1)) == pytest.approx(0.5 + 0.25)
+    rois = torch.tensor([[0.0, 0, 10, 10], [40, 40, 50, 50]])
+    boxes, labels = torch.tensor([[1.0, 0, 11, 10]]), torch.tensor([1])
+    deltas = torch.zeros(2, 8)
+    # only the first RoI overlaps (IoU 90/110 >= 0.6): its class-1 target is (0.1, 0, 0, 0)
+    assert float(regression_loss(deltas, rois, boxes, labels, w, 0.0)) == pytest.approx(0.01)
+
+
+def test_rcnn_warps_each_proposal_with_context():
+    from cnnlab.models.rcnn import CONTEXT, warp_regions
+
+    image = torch.zeros(1, 1, 64, 64)
+    image[..., 20:40, 10:30] = 1.0  # a bright 20 x 20 square
+    crop = warp_regions(image, [torch.tensor([[10.0, 20, 30, 40]])], 32)[0, 0]
+    inside = (crop > 0.5).float().mean()
+    assert float(inside) == pytest.approx((1 / CONTEXT) ** 2, abs=0.03)  # the box fills 195/227 of each side
+
+
+def test_rcnn_trains_and_detects_through_the_command_line(tmp_path, capsys):
+    import json
+
+    from cnnlab.cli import main
+
+    run = tmp_path / "rcnn"
+    assert main(["train", "rcnn", "--epochs", "3", "--batch-size", "4", "--optimizer", "adam", "--lr", "0.002",
+                 "--weight-decay", "0", "--schedule", "constant", "--threads", "1", "--limit-train", "8",
+                 "--limit-test", "2", "--plan", "no", "--out", str(run), "--quiet"]) == 0
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    assert history[-1]["train_svm"] < history[0]["train_svm"] and history[-1]["train_cls"] < history[0]["train_cls"]
+    assert main(["eval", str(run), "--limit", "2", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert 0 <= metrics["map"] <= 1 and metrics["seconds_per_image"] > 0

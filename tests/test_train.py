@@ -114,6 +114,10 @@ def test_divergence_names_the_step(isolated_data_root, tmp_path):
 def test_flip_refused_for_digits(shared_data, tmp_path):
     with pytest.raises(ConfigError, match="flip"):
         train(model="lenet5", data="mnist-10k", data_dir=str(shared_data), augment="flip", epochs=1, out=str(tmp_path))
+    # nor averaged with mirrored digits at test time (the "fast" recipe's tta_flip)
+    with pytest.raises(ConfigError, match="--tta-flip false"):
+        train(model="lenet5", data="mnist-10k", data_dir=str(shared_data), augment="", tta_flip=True, epochs=1,
+              out=str(tmp_path))
 
 
 def test_checkpoint_rebuilds_the_model(isolated_data_root, tmp_path):

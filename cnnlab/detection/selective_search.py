@@ -13,7 +13,10 @@ ones to the whole image, is a proposal box.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
+import torch
 
 COLOUR_BINS = 25
 TEXTURE_BINS = 10
@@ -109,3 +112,33 @@ def selective_search(image: np.ndarray, *, scale: float = 100.0, sigma: float = 
     out = np.unique(np.asarray(boxes[::-1]), axis=0)
     order = np.argsort(-(out[:, 2] - out[:, 0]) * (out[:, 3] - out[:, 1]), kind="stable")
     return out[order][:max_boxes].astype(np.float32)
+
+
+class ProposalSource:
+    """Selective-search proposals of a batch of normalised images, as the R-CNN family consumes them.
+
+    In training each image's boxes are remembered by its content (a training image recurs every epoch
+    and the search is the slowest step); in evaluation they are always computed, so that the time per
+    image includes them, as the papers' timings do.
+    """
+
+    CACHE_LIMIT = 4096
+
+    def __init__(self, *, scale: float = 50.0, min_size: int = 10):
+        self.settings = {"scale": float(scale), "min_size": int(min_size)}
+        self._cache: dict[bytes, torch.Tensor] = {}
+
+    def __call__(self, images: torch.Tensor, *, remember: bool) -> list[torch.Tensor]:
+        out = []
+        for img in images:
+            pixels = img.detach().float().cpu().contiguous()
+            key = hashlib.blake2b(pixels.numpy().tobytes(), digest_size=16).digest() if remember else b""
+            boxes = self._cache.get(key) if remember else None
+            if boxes is None:
+                boxes = torch.from_numpy(selective_search(pixels.permute(1, 2, 0).numpy(), **self.settings))
+                if remember:
+                    if len(self._cache) >= self.CACHE_LIMIT:
+                        self._cache.clear()
+                    self._cache[key] = boxes
+            out.append(boxes.to(images.device))
+        return out

@@ -12,17 +12,13 @@ RoIs per image, 256-unit fc layers; selective search at Felzenszwalb scale 50, m
 
 from __future__ import annotations
 
-import hashlib
-
 import torch
 
-from ..detection.heads import pool_regions, postprocess, sample_rois
-from ..detection.selective_search import selective_search
+from ..detection.selective_search import ProposalSource
 from ..registry import register_model
 from .faster_rcnn import FasterRCNN, backbone_stage
 
 _PAPER = "Girshick 2015, Fast R-CNN"
-_CACHE_LIMIT = 4096
 
 
 class FastRCNN(FasterRCNN):
@@ -31,27 +27,11 @@ class FastRCNN(FasterRCNN):
     def __init__(self, backbone, num_classes: int, *, scale: float = 50.0, min_size: int = 10, **kwargs):
         super().__init__(backbone, num_classes, pool="max", **kwargs)
         self.rpn = None  # proposals come from selective search
-        self.search = {"scale": float(scale), "min_size": int(min_size)}
-        self._cache: dict[bytes, torch.Tensor] = {}
+        self.proposals = ProposalSource(scale=scale, min_size=min_size)
 
     def region_proposals(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """Selective search on each image (in training remembered by content, as a training image recurs
-        every epoch; in evaluation always computed, so that time per image includes it)."""
-        out = []
-        for img in images:
-            pixels = img.detach().float().cpu().contiguous()
-            key = hashlib.blake2b(pixels.numpy().tobytes(), digest_size=16).digest()
-            boxes = self._cache.get(key) if self.training else None
-            if boxes is None:
-                boxes = torch.from_numpy(selective_search(pixels.permute(1, 2, 0).numpy(), **self.search))
-                if not self.training:
-                    out.append(boxes.to(images.device))
-                    continue
-                if len(self._cache) >= _CACHE_LIMIT:
-                    self._cache.clear()
-                self._cache[key] = boxes
-            out.append(boxes.to(images.device))
-        return out
+        """Selective search on each image (remembered in training, computed afresh in evaluation)."""
+        return self.proposals(images, remember=self.training)
 
     def forward(self, images: torch.Tensor, targets=None):
         size = (int(images.shape[-2]), int(images.shape[-1]))

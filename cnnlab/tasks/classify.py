@@ -124,6 +124,9 @@ class ClassificationTask(Task):
         if tuple(test_set.input_size) != tuple(train_set.input_size):
             raise DataError(f"{test_set.name}: test images are {test_set.input_size}, training images "
                             f"{train_set.input_size}")
+        if self.config.tta_flip and not train_set.hflip:  # a mirrored digit is another symbol, or none
+            raise ConfigError(f"test-time flipping averages with mirrored images, which changes the meaning of "
+                              f"{train_set.name} images (e.g. digits); pass --tta-flip false")
 
     def data_fields(self, train_set: ImageDataset) -> dict[str, Any]:
         from ..train.meta import InputStats
