@@ -197,6 +197,14 @@ class Task(abc.ABC):
     def predictor(self, checkpoint, *, device: str | torch.device = "cpu"):
         """An object whose ``predict_batch(uint8 N x C x H x W, **options)`` gives one prediction per image."""
 
+    def read_input(self, checkpoint, path: str, *, invert: bool | None = None):
+        """The file (or folder) ``path`` as the model takes one example, with what was done to it
+        (:class:`~cnnlab.train.meta.InputView`); ``cnnlab predict`` reads its inputs here. The default:
+        an image, through the checkpoint's preprocessing (a clip task reads GIFs and frame folders)."""
+        from ..predict import open_image
+
+        return checkpoint.preprocessing.view(open_image(path), invert=invert)
+
     def describe(self, prediction: Any) -> Any:
         """A prediction as JSON-ready values."""
         return prediction
