@@ -285,6 +285,8 @@ def clip_from_upload(data: bytes, size: Sequence[int]) -> torch.Tensor:
             for index in range(getattr(img, "n_frames", 1)):
                 img.seek(index)
                 frames.append(img.convert("RGB"))
-    except (OSError, ValueError, EOFError, Image.DecompressionBombError) as err:
-        raise DataError(f"not a readable clip (send an animated GIF): {err}") from None
-    return torch.from_numpy(frames_to_clip(frames, t, h, w, c, "the clip"))
+    except Image.DecompressionBombError as err:
+        raise DataError(f"the uploaded clip is too large: {err}") from None
+    except (OSError, ValueError, EOFError):
+        raise DataError("the uploaded clip is not an image Pillow can open: send an animated GIF") from None
+    return torch.from_numpy(frames_to_clip(frames, t, h, w, c, "the uploaded clip"))
