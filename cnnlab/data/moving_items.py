@@ -182,6 +182,17 @@ def write_clip(clip: np.ndarray, path: Path, layout: str = "gif", *, duration_ms
     path.parent.mkdir(parents=True, exist_ok=True)
     frames = [Image.fromarray(f) for f in clip]
     if layout == "gif":
+        # Pillow merges a frame equal to the one before into it (one frame shown longer); a frame of a still
+        # clip gets its corner pixel changed by one grey level instead, so the GIF keeps all T frames.
+        marked = [clip[0]]
+        for t in range(1, len(clip)):
+            frame = clip[t]
+            if np.array_equal(frame, marked[-1]):
+                frame = frame.copy()
+                corner = frame[(-1, -1) if frame.ndim == 2 else (-1, -1, 0)]
+                frame[(-1, -1) if frame.ndim == 2 else (-1, -1, 0)] = corner + 1 if corner < 255 else corner - 1
+            marked.append(frame)
+        frames = [Image.fromarray(f) for f in marked]
         out = path.with_suffix(".gif")
         # disposal 1 and no optimisation: every frame is stored whole, so a reader gets the frames back
         frames[0].save(out, save_all=True, append_images=frames[1:], duration=duration_ms, loop=0, optimize=False,
@@ -274,6 +285,23 @@ def _video_frames(path: Path) -> list[Image.Image]:
                     "'pip install imageio[ffmpeg]' or 'pip install av', or pass the clip as a GIF or a folder of frames")
 
 
+def image_frames(img: Image.Image) -> list[Image.Image]:
+    """The frames of an animated image (GIF, APNG, WebP) in display time: a frame shown k times as long as
+    the shortest one counts k times (how GIF writers store a frame that repeats)."""
+    frames, durations = [], []
+    for index in range(getattr(img, "n_frames", 1)):
+        img.seek(index)
+        frames.append(img.convert("RGB"))
+        durations.append(float(img.info.get("duration") or 0))
+    shortest = min((d for d in durations if d > 0), default=0)
+    if shortest <= 0 or len(frames) < 2:
+        return frames
+    timed = []
+    for frame, duration in zip(frames, durations):
+        timed += [frame] * max(1, int(round(duration / shortest)) if duration > 0 else 1)
+    return timed
+
+
 def read_clip_frames(path: str | Path) -> list[Image.Image]:
     """All frames of a clip: a folder of frame images (in file-name order), a GIF, or a video file."""
     path = Path(path).expanduser()
@@ -296,11 +324,7 @@ def read_clip_frames(path: str | Path) -> list[Image.Image]:
         return _video_frames(path)
     try:
         with Image.open(path) as img:
-            frames = []
-            for index in range(getattr(img, "n_frames", 1)):
-                img.seek(index)
-                frames.append(img.convert("RGB"))
-            return frames
+            return image_frames(img)
     except (OSError, ValueError, EOFError) as err:
         raise DataError(f"{path}: not a readable clip (a GIF, a folder of frames, or a video file: "
                         f"{', '.join(VIDEO_SUFFIXES)}): {err}") from None

@@ -276,15 +276,12 @@ def clip_from_upload(data: bytes, size: Sequence[int]) -> torch.Tensor:
     """An uploaded GIF (or other multi-frame image) as a C x T x H x W uint8 clip, or a one-line DataError."""
     from PIL import Image
 
-    from ..data.moving_items import frames_to_clip
+    from ..data.moving_items import frames_to_clip, image_frames
 
     c, t, h, w = size
     try:
         with Image.open(io.BytesIO(data)) as img:
-            frames = []
-            for index in range(getattr(img, "n_frames", 1)):
-                img.seek(index)
-                frames.append(img.convert("RGB"))
+            frames = image_frames(img)
     except Image.DecompressionBombError as err:
         raise DataError(f"the uploaded clip is too large: {err}") from None
     except (OSError, ValueError, EOFError):
