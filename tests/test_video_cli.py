@@ -108,6 +108,21 @@ def test_export_writes_a_clip_model_that_agrees_with_the_checkpoint(runs, tmp_pa
     assert np.allclose(got, expected, atol=1e-4)
 
 
+def test_bench_infer_measures_clip_models_and_their_accuracy(runs):
+    from cnnlab.bench.infer import measure
+
+    result = measure(str(runs / "c3d"), batch_sizes=[4], variants=["eager", "folded+cl"], seconds=0.05, rounds=1,
+                     limit_test=24)
+    test = load_clip_split("moving-items-mini", "test").subset(slice(0, 24))
+    ckpt = load_checkpoint(runs / "c3d")
+    with torch.no_grad():
+        pred = ckpt.model.eval()(ckpt.preprocessing.normalize(test.clips)).argmax(1)
+    assert result["input_size"] == [1, 16, 32, 32] and result["metric"] == "test_top1"
+    assert result["quality"]["eager"] == pytest.approx(float((pred == test.labels).float().mean()))
+    assert result["quality"]["folded+cl"] == pytest.approx(result["quality"]["eager"], abs=1 / 24)
+    assert result["images_per_second"]["4"]["folded+cl"] > 0
+
+
 def test_serve_classifies_an_uploaded_gif_and_refuses_bad_ones(runs, tmp_path, capsys):
     from cnnlab.serve import BackgroundServer, ServeConfig, build_app
 

@@ -210,7 +210,7 @@ def test_video_models_register_for_the_video_task_with_clip_inputs():
     from cnnlab.tasks import task_for_model
 
     names = cnnlab.list_models(task="video")
-    assert set(names) >= {"c3d", "c3d_small", "r2plus1d_18", "r2plus1d_small", "lrcn_small", "frame_cnn"}
+    assert set(names) >= {"c3d", "c3d_small", "r2plus1d_18", "r2plus1d_small", "lrcn", "lrcn_small", "frame_cnn"}
     assert all(task_for_model(n) == "video" and len(cnnlab.model_info(n).input_size) == 4 for n in names)
     assert model_arguments("c3d_small", input_size=(1, 8, 48, 48), num_classes=5) == \
         {"num_classes": 5, "in_channels": 1, "frames": 8, "image_size": 48}
@@ -218,3 +218,13 @@ def test_video_models_register_for_the_video_task_with_clip_inputs():
 
     with pytest.raises(ConfigError, match="takes clips"):
         model_arguments("c3d_small", input_size=(1, 32, 32))
+
+
+def test_the_paper_lrcn_is_caffenet_fc6_into_an_lstm_of_256():
+    # AlexNet as published has 60,965,224 parameters; without fc7 (4096 x 4096 + 4096) and fc8 (4096 x 1000
+    # + 1000) its convolutions and fc6 keep 40,086,912; the LSTM 4 gates x 256 x (4096 + 256) + two biases
+    alexnet_to_fc6 = 60_965_224 - (4096 * 4096 + 4096) - (4096 * 1000 + 1000)
+    lstm = 4 * 256 * (4096 + 256) + 2 * 4 * 256
+    with torch.device("meta"):
+        model = cnnlab.create_model("lrcn", num_classes=101)
+    assert sum(p.numel() for p in model.parameters()) == alexnet_to_fc6 + lstm + (256 * 101 + 101) == 44_571_365

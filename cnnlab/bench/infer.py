@@ -168,8 +168,8 @@ def _load(model_arg: str, data: str, data_dir: str, limit_test: int, image_size:
             n = min(limit_test, len(test.images)) if limit_test else len(test.images)
             images = normalize(test.images[:n])
             order = torch.randperm(len(train.images), generator=torch.Generator().manual_seed(0))[:256]
-            # Labels only where one class per image is the answer; other tasks measure agreement with eager.
-            labels = test.labels[:n] if task.name == "classify" else None
+            # Labels only where one class per image (or clip) is the answer; other tasks measure agreement with eager.
+            labels = test.labels[:n] if task.name in ("classify", "video") else None
             return model, input_size, images, labels, normalize(train.images[order]), f"{ckpt.arch} ({path})", task.class_dim
     else:
         from ..registry import create_model, model_info

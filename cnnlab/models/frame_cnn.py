@@ -39,11 +39,12 @@ class FrameCNN(Backbone):
                                         nn.ReLU(inplace=True), nn.Linear(hidden, num_classes))
         self.num_classes = num_classes
         self.frames = frames
+        self.image_size = image_size  # the flattened map's size depends on it
         self.feature_info = [FeatureInfo(f"features.{4 * i + 3}", w, 2 ** (i + 1)) for i, w in enumerate(widths)]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 5:
-            raise DataError(f"a video model takes clips N x C x T x H x W, got {tuple(x.shape)}")
+        if x.dim() != 5 or tuple(x.shape[3:]) != (self.image_size, self.image_size):
+            raise DataError(f"this model takes clips N x C x T x {self.image_size} x {self.image_size}, got {tuple(x.shape)}")
         return self.features(x[:, :, x.shape[2] // 2])  # the middle frame only: N x C x H x W -> N x 128 x S/8 x S/8
 
 
