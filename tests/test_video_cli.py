@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from browser import answer_on_page, needs_chromium, wait_ready
 from cnnlab.cli import main
 from cnnlab.data.moving_items import write_clip
 from cnnlab.tasks.video import load_clip_split
@@ -167,3 +168,20 @@ def test_data_make_reproduces_the_bundled_mini_set(tmp_path, capsys):
                     "--count", "9", "--test-count", "9")
     assert gifs["statistics"]["test"]["shape"] == [1, 16, 32, 32]
     assert len(list((tmp_path / "gifs" / "train" / "right").glob("*.gif"))) == 1
+
+
+@needs_chromium
+def test_the_page_shows_the_clip_class_the_service_answers(runs, tmp_path):
+    from cnnlab.serve import BackgroundServer, ServeConfig, build_app
+
+    test = load_clip_split("moving-items-mini", "test")
+    gif = write_clip(test.clips[5, 0].numpy(), tmp_path / "clip", "gif")
+    config = ServeConfig(port=0)
+    with BackgroundServer(build_app([str(runs / "c3d")], config), config) as server:
+        wait_ready(server.url)
+        want = httpx.post(server.url + "/v1/classify-clip",
+                          files={"clip": ("c.gif", gif.read_bytes(), "image/gif")}).json()["result"]
+        shown = answer_on_page(server.url, gif, "classified-clip", texts={"label": "#video-label"},
+                               counts={"classes": "#video-classes li"})
+    assert shown["errors"] == [] and not shown["classify_card_shown"]
+    assert shown["label"] == want["label"] and shown["classes"] == len(test.class_names)
