@@ -228,3 +228,21 @@ def test_the_paper_lrcn_is_caffenet_fc6_into_an_lstm_of_256():
     with torch.device("meta"):
         model = cnnlab.create_model("lrcn", num_classes=101)
     assert sum(p.numel() for p in model.parameters()) == alexnet_to_fc6 + lstm + (256 * 101 + 101) == 44_571_365
+
+
+def test_a_video_file_goes_through_an_installed_decoder(tmp_path, monkeypatch):
+    """Where imageio (or av) reads the container, its frames become the clip; without one, one line says what to install."""
+    iio = pytest.importorskip("imageio.v3")
+    frames = [np.full((24, 24, 3), 20 * t, np.uint8) for t in range(10)]
+    monkeypatch.setattr(iio, "imiter", lambda path, **_: iter(frames))
+    video = tmp_path / "clip.avi"
+    video.write_bytes(b"\x00" * 16)
+    arr = clip_array(video, 5, 12, 12, 1)
+    assert arr.shape == (1, 5, 12, 12) and [int(arr[0, t, 0, 0]) for t in range(5)] == [20, 60, 100, 140, 180]
+
+    def fails(path, **_):
+        raise OSError("no plugin for this container")
+
+    monkeypatch.setattr(iio, "imiter", fails)
+    with pytest.raises(DataError, match=r"imageio cannot read it .*pip install imageio\[ffmpeg\]"):
+        clip_array(video, 5, 12, 12, 1)
