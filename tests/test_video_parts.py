@@ -246,3 +246,19 @@ def test_a_video_file_goes_through_an_installed_decoder(tmp_path, monkeypatch):
     monkeypatch.setattr(iio, "imiter", fails)
     with pytest.raises(DataError, match=r"imageio cannot read it .*pip install imageio\[ffmpeg\]"):
         clip_array(video, 5, 12, 12, 1)
+
+
+def test_the_full_forms_take_the_bundled_clips_or_say_which_model_does():
+    from cnnlab.registry import model_arguments
+
+    x = torch.zeros(1, 1, 16, 32, 32)
+    for name in ("c3d", "r2plus1d_18"):
+        args = model_arguments(name, input_size=(1, 16, 32, 32), num_classes=9)
+        model = cnnlab.create_model(name, **args).eval()
+        with torch.no_grad():
+            assert model(x).shape == (1, 9), name
+    args = model_arguments("lrcn", input_size=(1, 16, 32, 32), num_classes=9)
+    with torch.device("meta"):
+        model = cnnlab.create_model("lrcn", **args)
+    with pytest.raises(DataError, match="227 x 227 frames.*lrcn_small"):
+        model(torch.zeros(1, 1, 16, 32, 32, device="meta"))
