@@ -114,7 +114,8 @@ def draw_clip(item: np.ndarray, motion: str, rng: np.random.Generator, config: M
     c, size = config, config.size
     unit = size / 32
     side = rng.uniform(*c.scale) * size
-    # the reference position keeps the item on the canvas for the whole clip at the fastest speed
+    # the reference position keeps most of the item on the canvas for the whole clip at the fastest speed
+    # (the same range for every class, so that the position tells nothing of the motion)
     reach = c.speed[1] * unit * (c.frames - c.frames // 2)
     margin = min(size / 2 - 1, side / 2 + reach * 0.5)
     start = ItemState(rng.uniform(margin, size - margin), rng.uniform(margin, size - margin),
@@ -122,14 +123,9 @@ def draw_clip(item: np.ndarray, motion: str, rng: np.random.Generator, config: M
     rate = {"left": c.speed, "right": c.speed, "up": c.speed, "down": c.speed, "rotate_cw": c.spin,
             "rotate_ccw": c.spin, "zoom_in": c.zoom, "zoom_out": c.zoom}.get(motion, (0.0, 0.0))
     speed = rng.uniform(*rate) * (unit if motion in ("left", "right", "up", "down") else 1.0) if rate[1] else 0.0
-    sigma = c.noise
-    frames = []
-    for state in trajectory(motion, start, speed, c.frames):
-        frame = render_frame(item, state, size)
-        frames.append(frame)
-    clip = np.stack(frames)
-    if sigma > 0:
-        clip = clip + rng.normal(0, sigma, clip.shape)
+    clip = np.stack([render_frame(item, state, size) for state in trajectory(motion, start, speed, c.frames)])
+    if c.noise > 0:  # T x S x S
+        clip = clip + rng.normal(0, c.noise, clip.shape)
     return np.clip(np.rint(clip), 0, 255).astype(np.uint8)
 
 

@@ -12,7 +12,8 @@ loss                   :meth:`Task.training_step` runs the model and returns the
                        sums to log, once per optimisation phase (one phase, or two for a GAN)
 metrics                :meth:`Task.evaluate` over a whole split; :meth:`Task.scalars` the figures
                        logged per epoch; :meth:`Task.report` prints them for ``cnnlab eval``
-prediction             :meth:`Task.predictor` for a checkpoint, :meth:`Task.describe` for JSON,
+prediction             :meth:`Task.read_input` reads a file as one example (an image, a clip),
+                       :meth:`Task.predictor` for a checkpoint, :meth:`Task.describe` for JSON,
                        :meth:`Task.print_predictions` for people
 service                :meth:`Task.response` shapes the HTTP answer
 =====================  ==========================================================================

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
@@ -58,8 +57,3 @@ def clip_strip(clips: Sequence[torch.Tensor], probabilities: Sequence[dict[str, 
     canvas.save(path)
     return path
 
-
-def strip_array(path: str | Path) -> np.ndarray:
-    """A drawn strip read back (H x W x 3 uint8), for checks."""
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))
