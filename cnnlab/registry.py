@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 from .errors import ConfigError, unknown_name
 
 # Arguments every builder may take; the resolver fills them from the data.
-STANDARD_ARGUMENTS = ("num_classes", "in_channels", "small_input", "image_size")
+STANDARD_ARGUMENTS = ("num_classes", "in_channels", "small_input", "image_size", "frames")
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def list_models(pattern: str = "*", *, task: str | None = None) -> list[str]:
 
 def model_arguments(name: str, *, input_size: Sequence[int] | None = None, num_classes: int | None = None,
                     small_input: str | bool = "auto", options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The builder arguments of ``name`` for inputs of ``input_size`` (C, H, W) and ``num_classes``.
+    """The builder arguments of ``name`` for inputs of ``input_size`` (C, H, W; clips C, T, H, W) and ``num_classes``.
 
     ``small_input="auto"`` picks a network's small-input form for images at most half its default
     side (28x28 for a 224x224 network); ``True``/``"yes"`` and ``False``/``"no"`` force it.
@@ -134,9 +134,14 @@ def model_arguments(name: str, *, input_size: Sequence[int] | None = None, num_c
         args["num_classes"] = int(num_classes)
     if input_size is not None:
         size = tuple(int(v) for v in input_size)
-        if len(size) != 3 or any(v < 1 for v in size):
-            raise ConfigError(f"input size must be C x H x W with positive sides, got {size}")
-        channels, height, width = size
+        if len(size) not in (3, 4) or any(v < 1 for v in size):
+            raise ConfigError(f"input size must be C x H x W (clips: C x T x H x W) with positive sides, got {size}")
+        if len(size) != len(info.input_size):
+            what = "clips, C x T x H x W" if len(info.input_size) == 4 else "images, C x H x W"
+            raise ConfigError(f"{name} takes {what}; got an input size of {'x'.join(map(str, size))}")
+        channels, height, width = size[0], size[-2], size[-1]
+        if "frames" in accepted and len(size) == 4:
+            args["frames"] = size[1]
         if "in_channels" in accepted:
             args["in_channels"] = channels
         elif channels != info.input_size[0]:
@@ -150,7 +155,7 @@ def model_arguments(name: str, *, input_size: Sequence[int] | None = None, num_c
                 if isinstance(small_input, str) else small_input
             if choice not in (True, False, None):
                 raise ConfigError(f"small_input must be auto, yes or no, not {small_input!r}")
-            args["small_input"] = height * 2 <= info.input_size[1] if choice is None else choice
+            args["small_input"] = height * 2 <= info.input_size[-2] if choice is None else choice
     for key, value in (options or {}).items():
         if key not in accepted:
             known = ", ".join(info.options) or "none"

@@ -55,3 +55,19 @@ def hardware() -> str:
     if torch.cuda.is_available():
         text = f"{torch.cuda.get_device_name(0)}; {text}"
     return text
+
+
+def channels_last_module(model: "torch.nn.Module") -> "torch.nn.Module":
+    """``model`` in the channels-last layout of its weights' rank: ``channels_last`` for 2D convolutions,
+    ``channels_last_3d`` for a network of 3D ones (clips), which the 2D layout refuses."""
+    import torch
+
+    three_d = any(p.dim() == 5 for p in model.parameters())
+    return model.to(memory_format=torch.channels_last_3d if three_d else torch.channels_last)
+
+
+def channels_last_tensor(x: "torch.Tensor") -> "torch.Tensor":
+    """A batch in channels-last memory: N x H x W x C for images, N x T x H x W x C for clips (5 dimensions)."""
+    import torch
+
+    return x.contiguous(memory_format=torch.channels_last_3d if x.dim() == 5 else torch.channels_last)

@@ -37,4 +37,4 @@ def test_small_input_forward_backward(name):
 def test_registry_metadata(name):
     info = cnnlab.model_info(name)
     assert info.family and info.paper and 1989 <= info.year <= 2024
-    assert len(info.input_size) == 3
+    assert len(info.input_size) == (4 if info.task == "video" else 3)  # clips: C x T x H x W

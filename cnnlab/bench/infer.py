@@ -30,6 +30,7 @@ from torch import nn
 from ..commands import add_verb
 from ..console import print_json, print_table
 from ..errors import ConfigError
+from ..system import channels_last_module, channels_last_tensor
 from . import hardware
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
@@ -60,7 +61,7 @@ def register(subparsers) -> None:
 # --- building the variants ----------------------------------------------------------------------------
 
 def _channels_last(forward: Forward) -> Forward:
-    return lambda x: forward(x.contiguous(memory_format=torch.channels_last))
+    return lambda x: forward(channels_last_tensor(x))
 
 
 def build_variants(model: nn.Module, names: list[str], input_size: tuple[int, int, int], calibration: torch.Tensor,
@@ -71,7 +72,7 @@ def build_variants(model: nn.Module, names: list[str], input_size: tuple[int, in
 
     model = model.eval()
     folded = fold_batchnorm(model)
-    folded_cl = fold_batchnorm(model).to(memory_format=torch.channels_last)
+    folded_cl = channels_last_module(fold_batchnorm(model))
     out: dict[str, Forward] = {}
     for name in names:
         if name == "eager":
@@ -83,7 +84,7 @@ def build_variants(model: nn.Module, names: list[str], input_size: tuple[int, in
         elif name == "folded+cl+bf16":
             def bf16(x: torch.Tensor, m=folded_cl) -> torch.Tensor:
                 with torch.autocast("cpu", dtype=torch.bfloat16):
-                    return m(x.contiguous(memory_format=torch.channels_last)).float()
+                    return m(channels_last_tensor(x)).float()
             out[name] = bf16
         elif name == "planned":
             from ..tasks.classify import autocast
@@ -95,11 +96,11 @@ def build_variants(model: nn.Module, names: list[str], input_size: tuple[int, in
                 plans[name] = plan.to_dict() | {"described": plan.describe()}
             planned = fold_batchnorm(model)
             if plan.chosen.channels_last:
-                planned = planned.to(memory_format=torch.channels_last)
+                planned = channels_last_module(planned)
 
             def run_planned(x: torch.Tensor, m=planned, setting=plan.chosen) -> torch.Tensor:
                 if setting.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
+                    x = channels_last_tensor(x)
                 with autocast(x.device, setting.precision):
                     return m(x).float()
             out[name] = run_planned
@@ -180,8 +181,8 @@ def _load(model_arg: str, data: str, data_dir: str, limit_test: int, image_size:
             n = min(limit_test, len(test.images)) if limit_test else len(test.images)
             images = normalize(test.images[:n])
             order = torch.randperm(len(train.images), generator=torch.Generator().manual_seed(0))[:256]
-            # Labels only where one class per image is the answer; other tasks measure agreement with eager.
-            labels = test.labels[:n] if task.name == "classify" else None
+            # Labels only where one class per image (or clip) is the answer; other tasks measure agreement with eager.
+            labels = test.labels[:n] if task.name in ("classify", "video") else None
             return (model, input_size, images, labels, normalize(train.images[order]), f"{ckpt.arch} ({path})",
                     task.class_dim, 0.0)
     else:

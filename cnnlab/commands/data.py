@@ -39,7 +39,8 @@ def register(subparsers) -> None:
                  "cnnlab data make fashion-scenes --count 2000 --test-count 400 --size 128 --seed 0 --max-objects 6")
     sub.add_argument("name", help="fashion-scenes, mnist-scenes, fashion-scenes-mini, or figures / figures-mini "
                      "(stick figures with COCO person keypoints), or digit-strings / digit-strings-mini "
-                     "(text lines of real MNIST digits, for OCR)")
+                     "(text lines of real MNIST digits, for OCR), or moving-items / moving-items-mini "
+                     "(clips of real items moving, labelled by the motion, for video)")
     sub.add_argument("--count", type=int, help="training scenes (default: the set's own: 5000, 200 for the mini set)")
     sub.add_argument("--test-count", type=int, help="test scenes (default: the set's own: 1000, 50 for the mini set)")
     sub.add_argument("--size", default="128", help="canvas size, N or HxW (default 128)")
@@ -54,6 +55,10 @@ def register(subparsers) -> None:
     sub.add_argument("--source", help="item dataset instead of the set's own (e.g. mnist-10k, fashion-mnist-mini)")
     sub.add_argument("--out", help="output folder (default DATA_ROOT/NAME)")
     sub.add_argument("--force", action="store_true", help="replace an existing folder")
+    sub.add_argument("--frames", type=int, default=16, help="moving-items: frames per clip (default 16)")
+    sub.add_argument("--layout", choices=["npz", "gif", "frames"], default="npz",
+                     help="moving-items: train.npz/test.npz (default), or <split>/<class>/<clip>.gif, or folders "
+                     "of PNG frames")
     sub.set_defaults(func=run_make)
 
     sub = action("show", "draw samples of a detection / segmentation dataset: boxes and class names, instance "
@@ -207,6 +212,8 @@ def run_make(args) -> int:
         return run_make_figures(args)
     if args.name in ("digit-strings", "digit-strings-mini"):
         return run_make_digit_strings(args)
+    if args.name in ("moving-items", "moving-items-mini"):
+        return run_make_moving_items(args)
 
     from ..data.object_datasets import make_scene_set
     from ..errors import ConfigError
@@ -308,6 +315,44 @@ def run_make_digit_strings(args) -> int:
         for split, st in stats.items():
             print(f"{args.name} {split}: {st['lines']} lines of {st['min_length']}-{st['max_length']} digits "
                   f"({st['characters']} in all), {st['size'][0]}x{st['size'][1]}")
+        print(f"written to {folder} ({seconds:.1f} s)")
+    return 0
+
+
+def run_make_moving_items(args) -> int:
+    """``cnnlab data make moving-items``: clips of real items moving on a canvas, labelled by the motion."""
+    import time
+
+    from ..tasks.video import make_moving_items
+    from ..data.moving_items import load_clips
+
+    settings = {"frames": args.frames}
+    if args.size != "128":  # the scene sets' default; clips are 32x32 unless asked
+        height, width = parse_size(args.size)
+        if height != width:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"moving-items clips are square, got --size {args.size}")
+        settings["size"] = height
+    if args.noise != 8.0:
+        settings["noise"] = args.noise
+    start = time.monotonic()
+    folder = make_moving_items(args.name, data_dir=args.data_dir, out=args.out, count=args.count,
+                               test_count=args.test_count, seed=args.seed, force=args.force, source=args.source,
+                               layout=args.layout, **settings)
+    seconds = time.monotonic() - start
+    stats = {}
+    for split in ("train", "test"):
+        clips = load_clips(folder, split, frames=args.frames)
+        counts = [int((clips.labels == k).sum()) for k in range(len(clips.class_names))]
+        stats[split] = {"clips": len(clips), "shape": list(clips.input_size),
+                        "per_class": dict(zip(clips.class_names, counts))}
+    if args.json:
+        print_json({"name": args.name, "folder": str(folder), "seconds": round(seconds, 2), "statistics": stats})
+    else:
+        for split, st in stats.items():
+            print(f"{args.name} {split}: {st['clips']} clips of {'x'.join(map(str, st['shape']))} (C x T x H x W), "
+                  f"{min(st['per_class'].values())}-{max(st['per_class'].values())} per class")
         print(f"written to {folder} ({seconds:.1f} s)")
     return 0
 

@@ -56,18 +56,24 @@ def export_metadata(ckpt, form=None) -> dict[str, str]:
     import json
 
     p = ckpt.preprocessing
-    c, h, w = p.input_size
+    c, h, w = p.input_size[0], p.input_size[-2], p.input_size[-1]
     common = {"cnnlab.task": ckpt.task, "cnnlab.arch": ckpt.arch, "cnnlab.dataset": ckpt.meta.dataset,
               "class_names": json.dumps(ckpt.class_names)}
     if form is not None:
         return {**common, "input_size": json.dumps(list(form.input_size)), "preprocessing": form.input_description,
                 "output": form.output_description}
+    colour = "greyscale" if c == 1 else "RGB"
+    if len(p.input_size) == 4:  # a clip: T frames, each fitted like an image
+        t = p.input_size[1]
+        how = (f"{t} {colour} frames spread evenly over the clip, each resized to {h}x{w}; N x {c} x {t} x {h} x {w} "
+               "float32 (pixel / 255 - mean) / std")
+    else:
+        how = (f"{colour} image resized (shorter side) and centre-cropped to {h}x{w}"
+               f"{', grey levels inverted' if p.invert else ''}; N x {c} x {h} x {w} float32 (pixel / 255 - mean) / std")
     return {
         **common, "input_size": json.dumps(list(p.input_size)),
         "mean": json.dumps(list(p.mean)), "std": json.dumps(list(p.std)),
-        "preprocessing": (f"{'greyscale' if c == 1 else 'RGB'} image resized (shorter side) and centre-cropped to "
-                          f"{h}x{w}{', grey levels inverted' if p.invert else ''}; N x {c} x {h} x {w} float32 "
-                          f"(pixel / 255 - mean) / std"),
+        "preprocessing": how,
         "output": _task(ckpt).output_description(_output_shape(ckpt)),
     }
 

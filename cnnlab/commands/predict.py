@@ -13,7 +13,8 @@ def register(subparsers) -> None:
     p = add_verb(subparsers, "predict", help="classify image files with a checkpoint",
                  example="cnnlab predict runs/lenet5 shoe.png shirt.jpg --top-k 3")
     p.add_argument("checkpoint", metavar="CKPT")
-    p.add_argument("images", metavar="IMAGE", nargs="+", help="any image Pillow reads")
+    p.add_argument("images", metavar="IMAGE", nargs="+", help="any image Pillow reads (for a video model: a clip, "
+                   "as a GIF, a folder of frames, or a video file where a decoder is installed)")
     p.add_argument("--weights", metavar="FILE_OR_TAG", help="CKPT is then a model name, and these its weights: a "
                    "torchvision/timm state-dict file (.pth, .safetensors) or a shipped tag (fashion-mnist)")
     p.add_argument("--top-k", type=int, default=5)
@@ -31,7 +32,6 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import torch
 
-    from ..predict import open_image
     from ..tasks import get_task
     from ..train.checkpoint import load_checkpoint
 
@@ -48,7 +48,7 @@ def run(args) -> int:
     import sys
 
     invert = True if args.invert else None
-    views = [checkpoint.preprocessing.view(open_image(path), invert=invert) for path in args.images]
+    views = [task.read_input(checkpoint, path, invert=invert) for path in args.images]
     batch = torch.stack([v.tensor for v in views])
     results = predictor.predict_batch(batch, args.top_k)
     if not args.json:

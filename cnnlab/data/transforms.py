@@ -9,11 +9,11 @@ import torch.nn.functional as F
 
 
 def normalize(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 (or [0, 255] float) N x C x H x W -> float32 ``(x / 255 - mean) / std``."""
+    """uint8 (or [0, 255] float) N x C x H x W (or clips, N x C x T x H x W) -> float32 ``(x / 255 - mean) / std``."""
     x = batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch.float() / 255.0
-    c = x.shape[1]
-    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, c, 1, 1)
-    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, c, 1, 1)
+    shape = (1, x.shape[1]) + (1,) * (x.dim() - 2)  # one value per channel, whatever follows it
+    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(shape)
+    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(shape)
     return (x - m) / s
 
 

@@ -12,7 +12,8 @@ loss                   :meth:`Task.training_step` runs the model and returns the
                        sums to log, once per optimisation phase (one phase, or two for a GAN)
 metrics                :meth:`Task.evaluate` over a whole split; :meth:`Task.scalars` the figures
                        logged per epoch; :meth:`Task.report` prints them for ``cnnlab eval``
-prediction             :meth:`Task.predictor` for a checkpoint, :meth:`Task.describe` for JSON,
+prediction             :meth:`Task.read_input` reads a file as one example (an image, a clip),
+                       :meth:`Task.predictor` for a checkpoint, :meth:`Task.describe` for JSON,
                        :meth:`Task.print_predictions` for people
 service                :meth:`Task.response` shapes the HTTP answer
 =====================  ==========================================================================
@@ -234,6 +235,14 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def predictor(self, checkpoint, *, device: str | torch.device = "cpu"):
         """An object whose ``predict_batch(uint8 N x C x H x W, **options)`` gives one prediction per image."""
+
+    def read_input(self, checkpoint, path: str, *, invert: bool | None = None):
+        """The file (or folder) ``path`` as the model takes one example, with what was done to it
+        (:class:`~cnnlab.train.meta.InputView`); ``cnnlab predict`` reads its inputs here. The default:
+        an image, through the checkpoint's preprocessing (a clip task reads GIFs and frame folders)."""
+        from ..predict import open_image
+
+        return checkpoint.preprocessing.view(open_image(path), invert=invert)
 
     def describe(self, prediction: Any) -> Any:
         """A prediction as JSON-ready values."""

@@ -6,7 +6,7 @@
     task                            classify | segment | detect | ... (absent in old files: classify)
     arch, arch_kwargs               the registered model name and its builder's arguments
     class_names, num_classes        the classes, in output order
-    input_size, mean, std           C x H x W the model takes, per-channel normalisation
+    input_size, mean, std           C x H x W the model takes (C x T x H x W for clips), per-channel normalisation
     invert_photos                   flip grey levels of photographs (dark-on-light) before predicting
     dataset, config, epoch, metrics where the model comes from and how well it did
     anything else                   kept in ``extra`` (class_roots, taxonomy, a task's own fields)
@@ -174,8 +174,8 @@ class CheckpointMeta:
             if not isinstance(value, (bool, int, float, str)) and value is not None:
                 raise bad(f"arch_kwargs.{key} must be a number, a string or a boolean, not {type(value).__name__}")
         size = _field(data, "input_size", list, bad)
-        if len(size) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) for v in size):
-            raise bad(f"input_size must be three integers C, H, W, not {size!r}")
+        if len(size) not in (3, 4) or not all(isinstance(v, int) and not isinstance(v, bool) for v in size):
+            raise bad(f"input_size must be three integers C, H, W (four, C, T, H, W, for clips), not {size!r}")
         if not (1 <= size[0] <= 64 and all(1 <= v <= MAX_SIDE for v in size[1:])):
             raise bad(f"input_size {size} is out of range (1-64 channels, sides 1-{MAX_SIDE})")
         channels = size[0]

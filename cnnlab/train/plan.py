@@ -28,7 +28,7 @@ from typing import Any, Callable
 import torch
 
 from ..io import atomic_write_text
-from ..system import hardware, native_bf16
+from ..system import channels_last_module, channels_last_tensor, hardware, native_bf16
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ def training_step_timer(trainer) -> Callable[[Setting], int]:
         if setting.channels_last not in copies:
             model = copy.deepcopy(trainer.model)
             if setting.channels_last:
-                model = model.to(memory_format=torch.channels_last)
+                model = channels_last_module(model)
             copies[setting.channels_last] = (model, make_optimizer(task.phase_parameters(model, task.phases[0]),
                                                                    config))
         model, optimizer = copies[setting.channels_last]
@@ -210,8 +210,8 @@ def inference_step_timer(model: torch.nn.Module, input_size: tuple[int, int, int
     def step(setting: Setting) -> int:
         if setting.channels_last not in copies:
             m = copy.deepcopy(model).eval()
-            copies[setting.channels_last] = m.to(memory_format=torch.channels_last) if setting.channels_last else m
-        inputs = x.contiguous(memory_format=torch.channels_last) if setting.channels_last else x
+            copies[setting.channels_last] = channels_last_module(m) if setting.channels_last else m
+        inputs = channels_last_tensor(x) if setting.channels_last else x
         with autocast(device, setting.precision):
             copies[setting.channels_last](inputs)
         if device.type == "cuda":

@@ -25,7 +25,7 @@ from torch import nn
 from ..errors import CnnlabError, ConfigError
 from ..io import atomic_write_text
 from ..registry import create_model, model_arguments
-from ..system import native_bf16
+from ..system import channels_last_module, native_bf16
 from ..tasks import get_task, task_for_model
 from ..tasks.classify import autocast as autocast_context
 from ..tasks.classify import evaluate_classifier as evaluate  # noqa: F401 - the classification evaluator, by its old name
@@ -169,7 +169,7 @@ class Trainer:
         config = self.config
         self.task.config = config
         if config.channels_last:
-            self.model.to(memory_format=torch.channels_last)
+            channels_last_module(self.model)
         self.steps_per_epoch = math.ceil(len(self.train_set) / config.batch_size)
         self.optimizers = {phase: make_optimizer(self.task.phase_parameters(self.model, phase), config,
                                                  slow=transfer.slow_parameters(self.model, config))
