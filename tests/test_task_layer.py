@@ -181,3 +181,15 @@ def test_classification_is_the_first_task_and_get_task_knows_it():
     assert task_for_model("resnet18") == "classify" and task_for_model("resnet18", "classify") == "classify"
     with pytest.raises(cnnlab.errors.UnknownNameError):
         get_task("no_such_task")
+
+
+def test_the_task_layer_imports_on_its_own():
+    """``cnnlab.tasks`` first, in a fresh interpreter: the classification task imports the training losses,
+    which must not pull in the trainer (which imports the tasks) half-way."""
+    import subprocess
+    import sys
+
+    code = "from cnnlab.tasks import get_task, list_tasks; print(get_task('classify').name, len(list_tasks()))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[0] == "classify" and int(done.stdout.split()[1]) >= 8

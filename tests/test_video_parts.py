@@ -12,7 +12,6 @@ import pytest
 import torch
 
 import cnnlab
-import cnnlab.train  # noqa: F401 - the trainer first, as the command line loads it (tasks import it)
 from cnnlab.data.moving_items import (MOTIONS, ItemState, MovingItemsConfig, clip_array, draw_clip, load_clips,
                                       make_clips, render_frame, trajectory, write_clip, write_moving_items)
 from cnnlab.errors import DataError
