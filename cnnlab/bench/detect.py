@@ -18,7 +18,7 @@ import torch
 from ..console import human_count, print_json
 from . import add_training_bench_arguments, hardware
 
-DEFAULT = ["fast_rcnn", "faster_rcnn", "mask_rcnn"]
+DEFAULT = ["rcnn", "fast_rcnn", "faster_rcnn", "ssd", "mask_rcnn"]
 # deck 002's milestones on PASCAL VOC 2007 test (mAP %, seconds per image)
 DECK = {"rcnn": (66.0, 47.0), "fast_rcnn": (66.9, 0.22), "faster_rcnn": (73.2, 0.196)}
 

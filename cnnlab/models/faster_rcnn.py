@@ -33,7 +33,8 @@ from ..detection.heads import (BoxHead, HeadSettings, MaskHead, box_loss, mask_l
 from ..detection.rpn import RegionProposalNetwork, RPNSettings
 from ..errors import ConfigError
 from ..ops import Anchors
-from ..registry import create_model, model_info, register_model
+from ..detection.trunk import detector_trunk
+from ..registry import register_model
 
 _PAPER = "Ren et al. 2015, Faster R-CNN: Towards Real-Time Object Detection with Region Proposal Networks"
 _MASK_PAPER = "He et al. 2017, Mask R-CNN"
@@ -41,17 +42,7 @@ _MASK_PAPER = "He et al. 2017, Mask R-CNN"
 
 def backbone_stage(backbone: str, stride: int, in_channels: int) -> nn.Module:
     """The zoo network ``backbone`` cut after its stage of ``stride`` pixels (a one-map feature extractor)."""
-    info = model_info(backbone)
-    args = {"in_channels": in_channels} if "in_channels" in info.arguments else {}
-    if "small_input" in info.arguments:
-        args["small_input"] = False  # keep the stem's strides: the stage is chosen by its reduction
-    probe = create_model(backbone, features_only=True, **args)
-    strides = [f.reduction for f in probe.feature_info]
-    if stride not in strides:
-        raise ConfigError(f"{backbone} has stages of strides {strides}, none of {stride}; choose --feature-stride "
-                          f"among them")
-    index = max(i for i, s in enumerate(strides) if s == stride)
-    return create_model(backbone, features_only=True, out_indices=(index,), **args)
+    return detector_trunk(backbone, (int(stride),), in_channels)
 
 
 class FasterRCNN(nn.Module):

@@ -26,7 +26,8 @@ from ..detection.default_boxes import VARIANCE_WEIGHTS, DefaultBoxSettings, defa
 from ..errors import ConfigError
 from ..ops import batched_nms
 from ..ops.boxes import clip_boxes, decode_boxes
-from ..registry import create_model, model_info, register_model
+from ..detection.trunk import detector_trunk
+from ..registry import register_model
 
 _PAPER = "Liu et al. 2016, SSD: Single Shot MultiBox Detector"
 SCORE_THRESHOLD = 0.01  # the paper keeps boxes scoring above 0.01 before NMS
@@ -109,23 +110,8 @@ class SSD(nn.Module):
         return out
 
 
-def backbone_stages(backbone: str, strides: Sequence[int], in_channels: int) -> nn.Module:
-    """The zoo network ``backbone`` as a multi-map extractor of its stages of ``strides`` pixels."""
-    info = model_info(backbone)
-    args = {"in_channels": in_channels} if "in_channels" in info.arguments else {}
-    if "small_input" in info.arguments:
-        args["small_input"] = False  # the stem's strides decide which stage has which stride
-    probe = create_model(backbone, features_only=True, **args)
-    have = [int(f.reduction) for f in probe.feature_info]
-    missing = [s for s in strides if s not in have]
-    if missing:
-        raise ConfigError(f"{backbone} has stages of strides {have}; SSD needs {list(strides)}")
-    indices = tuple(max(i for i, r in enumerate(have) if r == s) for s in strides)
-    return create_model(backbone, features_only=True, out_indices=indices, **args)
-
-
 @register_model("ssd", family="SSD", paper=_PAPER, year=2016, input_size=(3, 128, 128), num_classes=10,
                 task="detect", description="SSD: default boxes on 5 maps (backbone strides 8/16/32 + 2 extra "
                                            "layers), MultiBox loss with 3:1 hard negative mining")
 def ssd(*, num_classes: int = 10, in_channels: int = 3, backbone: str = "resnet18") -> SSD:
-    return SSD(backbone_stages(backbone, (8, 16, 32), in_channels), num_classes)
+    return SSD(detector_trunk(backbone, (8, 16, 32), in_channels), num_classes)

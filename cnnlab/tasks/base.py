@@ -92,6 +92,18 @@ class StepOutput:
     count: int
 
 
+class CheckpointPredictor:
+    """What every task's predictor starts from: the checkpoint, its model on ``device`` in eval mode, the
+    class names (a keypoint model's keypoints) and the input size its preprocessing fits images to."""
+
+    def __init__(self, checkpoint, *, device: str | torch.device = "cpu"):
+        self.checkpoint = checkpoint
+        self.device = torch.device(device)
+        self.model = checkpoint.model.to(self.device).eval()
+        self.class_names = list(checkpoint.class_names)
+        self.input_size = tuple(checkpoint.preprocessing.input_size)
+
+
 class Task(abc.ABC):
     """Base class of the tasks; see the module docstring for who calls what."""
 

@@ -27,7 +27,7 @@ from ..data.objects import Objects
 from ..data.transforms import normalize
 from ..errors import ConfigError, DataError
 from . import register_task
-from .base import Batch, StepOutput, Task
+from .base import Batch, CheckpointPredictor, StepOutput, Task
 
 MIXED_SIZE = 256  # side that images of mixed sizes (COCO / VOC folders) are letterboxed to
 THRESHOLD = 0.5  # default score a prediction shows from
@@ -464,16 +464,12 @@ class DetectionTask(Task):
         return [{"kind": kind, "path": str(path), "indices": list(range(len(data)))}]
 
 
-class DetectionPredictor:
+class DetectionPredictor(CheckpointPredictor):
     """``predict_batch(uint8 N x C x H x W)`` -> one :class:`Detection` per image (every detection above the
     model's own score floor; :attr:`Detection.above` filters)."""
 
     def __init__(self, checkpoint, *, device: str | torch.device = "cpu"):
-        self.checkpoint = checkpoint
-        self.device = torch.device(device)
-        self.model = checkpoint.model.to(self.device).eval()
-        self.class_names = list(checkpoint.class_names)
-        self.input_size = tuple(checkpoint.preprocessing.input_size)
+        super().__init__(checkpoint, device=device)
 
     @torch.no_grad()
     def predict_batch(self, images: torch.Tensor, top_k: int | None = None, **options: Any) -> list[Detection]:

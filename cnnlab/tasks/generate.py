@@ -36,7 +36,7 @@ from ..errors import ConfigError, DataError
 from ..generation import FeatureSpace, frechet_distance, image_grid, kernel_inception_distance, pairwise_diversity
 from ..generation.grids import interpolate_latents, save_png, to_uint8
 from . import register_task
-from .base import Batch, DeployForm, StepOutput, Task
+from .base import Batch, CheckpointPredictor, DeployForm, StepOutput, Task
 
 COLLAPSE = 0.3  # a batch whose mean pairwise distance is below 30% of real images' has collapsed
 SAMPLES = 1000  # generated images per evaluation (at most the test split's size)
@@ -106,15 +106,12 @@ def realness(gan: nn.Module, images: torch.Tensor, classes: torch.Tensor | None 
     return torch.cat(out)
 
 
-class GeneratorPredictor:
+class GeneratorPredictor(CheckpointPredictor):
     """A generator checkpoint in use: :meth:`sample` draws images; ``predict_batch`` (``predict``,
     the service's batcher) gives the discriminator's probability that each image is real."""
 
     def __init__(self, checkpoint, *, device: str | torch.device = "cpu"):
-        self.checkpoint, self.device = checkpoint, torch.device(device)
-        self.model = checkpoint.model.to(self.device).eval()
-        self.class_names = list(checkpoint.class_names)
-        self.input_size = checkpoint.input_size
+        super().__init__(checkpoint, device=device)
 
     @property
     def conditional(self) -> bool:

@@ -34,7 +34,7 @@ from ..keypoints.crops import PersonCrops, crop_people, read_detection_boxes
 from ..keypoints.heatmaps import decode_heatmaps, flip_heatmaps, gaussian_targets
 from ..keypoints.metrics import keypoint_ap, pck
 from . import register_task
-from .base import Batch, StepOutput, Task
+from .base import Batch, CheckpointPredictor, StepOutput, Task
 
 SIGMA = 1.0  # target Gaussian, in heatmap pixels (SimpleBaseline: 2 on 64 x 48 maps; these are 16 x 16)
 CROP = 64  # the crop side (input of the zoo's keypoint models)
@@ -387,15 +387,11 @@ class KeypointTask(Task):
         return [{"kind": kind, "path": str(path), "people": int(min(16, len(data)))}]
 
 
-class KeypointPredictor:
+class KeypointPredictor(CheckpointPredictor):
     """Keypoints of person crops: ``predict_batch(uint8 N x C x H x W)`` -> one dict per crop."""
 
     def __init__(self, checkpoint, *, device: str | torch.device = "cpu", flip: bool = True):
-        self.checkpoint = checkpoint
-        self.device = torch.device(device)
-        self.model = checkpoint.model.to(self.device).eval()
-        self.class_names = list(checkpoint.class_names)  # the keypoints, one heatmap each
-        self.input_size = tuple(checkpoint.preprocessing.input_size)
+        super().__init__(checkpoint, device=device)
         extra = checkpoint.meta.extra
         self.pairs = [tuple(p) for p in extra.get("flip_pairs", [])]
         self.skeleton = [list(e) for e in extra.get("skeleton", [])]

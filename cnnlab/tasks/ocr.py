@@ -22,7 +22,7 @@ from ..errors import ConfigError, DataError
 from ..ocr.ctc import beam_decode, ctc_loss, greedy_decode
 from ..ocr.metrics import recognition_scores
 from . import register_task
-from .base import Batch, StepOutput, Task
+from .base import Batch, CheckpointPredictor, StepOutput, Task
 
 LINE_SETS = {"digit-strings-mini": (150, 40), "digit-strings": (5000, 1000)}
 BEAM = 8
@@ -243,16 +243,12 @@ class OcrTask(Task):
         return [{"kind": kind, "path": str(path), "lines": len(data), "read": read, "truth": data.texts}]
 
 
-class OcrPredictor:
+class OcrPredictor(CheckpointPredictor):
     """``predict_batch(uint8 N x C x H x W)`` -> per line: ``text`` (greedy), its ``characters`` with
     confidences and peak columns, ``confidence`` (their product), and the beam-search ``beam_text``."""
 
     def __init__(self, checkpoint, *, device: str | torch.device = "cpu"):
-        self.checkpoint = checkpoint
-        self.device = torch.device(device)
-        self.model = checkpoint.model.to(self.device).eval()
-        self.class_names = list(checkpoint.class_names)
-        self.input_size = tuple(checkpoint.preprocessing.input_size)
+        super().__init__(checkpoint, device=device)
         self.beam = int(checkpoint.meta.extra.get("beam", BEAM))
 
     @torch.no_grad()

@@ -30,7 +30,7 @@ from ..data.transforms import normalize
 from ..errors import CheckpointError, ConfigError, DataError
 from ..train import segmetrics
 from . import register_task
-from .base import Batch, StepOutput, Task
+from .base import Batch, CheckpointPredictor, StepOutput, Task
 from .classify import autocast
 
 MIXED_SIZE = 256  # side that images of mixed sizes (COCO / VOC folders) are letterboxed to
@@ -462,15 +462,11 @@ def preprocessing_names(dataset: SegmentationData) -> list[str]:
     return list(dataset.class_names)
 
 
-class SegmentationPredictor:
+class SegmentationPredictor(CheckpointPredictor):
     """``predict_batch(uint8 N x C x H x W)`` -> one :class:`SegmentationPrediction` per image."""
 
     def __init__(self, checkpoint, *, device: str | torch.device = "cpu"):
-        self.checkpoint = checkpoint
-        self.device = torch.device(device)
-        self.model = checkpoint.model.to(self.device).eval()
-        self.class_names = list(checkpoint.class_names)
-        self.input_size = tuple(checkpoint.preprocessing.input_size)
+        super().__init__(checkpoint, device=device)
 
     @torch.no_grad()
     def predict_batch(self, images: torch.Tensor, top_k: int | None = None, **options: Any) -> list[SegmentationPrediction]:

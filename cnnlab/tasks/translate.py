@@ -33,7 +33,7 @@ from torch import nn
 from ..data.transforms import normalize
 from ..errors import DataError
 from . import register_task
-from .base import Batch, StepOutput, Task
+from .base import Batch, CheckpointPredictor, StepOutput, Task
 
 LAMBDA_L1 = 100.0  # Eq. 4's lambda
 HALF = 0.5
@@ -99,14 +99,11 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
 
 
-class TranslationPredictor:
+class TranslationPredictor(CheckpointPredictor):
     """``predict_batch(uint8 conditions N x 1 x H x W)``: the generated uint8 image for each."""
 
     def __init__(self, checkpoint, *, device: str | torch.device = "cpu"):
-        self.checkpoint, self.device = checkpoint, torch.device(device)
-        self.model = checkpoint.model.to(self.device).eval()
-        self.class_names = list(checkpoint.class_names)
-        self.input_size = checkpoint.input_size
+        super().__init__(checkpoint, device=device)
 
     @torch.no_grad()
     def predict_batch(self, conditions: torch.Tensor, *_: Any) -> list[torch.Tensor]:

@@ -25,7 +25,7 @@ from ..data.moving_items import Clips, MovingItemsConfig, clip_array, load_clips
 from ..data.transforms import normalize
 from ..errors import ConfigError, DataError
 from . import register_task
-from .base import Batch, StepOutput, Task
+from .base import Batch, CheckpointPredictor, StepOutput, Task
 
 # name -> (train clips, test clips, canvas side, item source)
 CLIP_SETS = {"moving-items-mini": (216, 72, 32, "fashion-mnist-mini"), "moving-items": (2700, 540, 32, "fashion-mnist")}
@@ -247,16 +247,12 @@ class VideoTask(Task):
                  "truth": truth}]
 
 
-class VideoPredictor:
+class VideoPredictor(CheckpointPredictor):
     """``predict_batch(uint8 N x C x T x H x W)`` -> per clip: ``label``, its ``score`` and ``index``, and
     ``probabilities`` (every class, in class order)."""
 
     def __init__(self, checkpoint, *, device: str | torch.device = "cpu"):
-        self.checkpoint = checkpoint
-        self.device = torch.device(device)
-        self.model = checkpoint.model.to(self.device).eval()
-        self.class_names = list(checkpoint.class_names)
-        self.input_size = tuple(checkpoint.preprocessing.input_size)
+        super().__init__(checkpoint, device=device)
 
     @torch.no_grad()
     def predict_batch(self, clips: torch.Tensor, *_: Any, **__: Any) -> list[dict[str, Any]]:
