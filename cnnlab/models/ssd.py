@@ -32,6 +32,7 @@ from ..registry import register_model
 _PAPER = "Liu et al. 2016, SSD: Single Shot MultiBox Detector"
 SCORE_THRESHOLD = 0.01  # the paper keeps boxes scoring above 0.01 before NMS
 NMS_IOU = 0.45
+CANDIDATES = 400  # per class, before NMS
 DETECTIONS = 100
 
 
@@ -96,13 +97,18 @@ class SSD(nn.Module):
 
     def detect(self, scores: torch.Tensor, offsets: torch.Tensor, priors: torch.Tensor,
                size: tuple[int, int]) -> list[dict[str, torch.Tensor]]:
-        """Per image: decoded boxes, class scores above 0.01, NMS 0.45 per class, the best 100."""
+        """Per image: decoded boxes, the 400 best per class scoring above 0.01, NMS 0.45 per class, the best 100."""
         probs = scores.softmax(-1)[..., 1:]  # N x P x K, background dropped
         out = []
         for p, o in zip(probs, offsets):
             boxes = clip_boxes(decode_boxes(o, priors, VARIANCE_WEIGHTS), *size)  # P x 4
-            prior_index, labels = torch.nonzero(p > SCORE_THRESHOLD, as_tuple=True)
-            b, s = boxes[prior_index], p[prior_index, labels]
+            # the reference implementation's top 400 per class before NMS: an untrained network scores
+            # every box near 1 / (K + 1), above the threshold, and NMS over all P x K would be quadratic
+            top, prior_index = p.topk(min(CANDIDATES, len(p)), dim=0)  # C x K
+            labels = torch.arange(p.shape[1], device=p.device).expand_as(prior_index)
+            keep = top > SCORE_THRESHOLD
+            prior_index, labels, s = prior_index[keep], labels[keep], top[keep]
+            b = boxes[prior_index]
             ok = ((b[:, 2] - b[:, 0]) >= 1) & ((b[:, 3] - b[:, 1]) >= 1)
             b, s, labels = b[ok], s[ok], labels[ok]
             keep = batched_nms(b, s, labels, NMS_IOU)[:DETECTIONS]
