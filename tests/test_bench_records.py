@@ -25,7 +25,7 @@ def test_goals_are_parsed_and_unknown_ones_named():
 def test_records_times_goals_and_anchors_side_by_side(isolated_data_root, monkeypatch, capsys, one_thread):
     monkeypatch.setattr(records, "startup_seconds", lambda: 1.25)  # a known start-up, to see it added
     monkeypatch.setattr(records.ExamplePipeline, "epochs_total", 2)
-    code = main(["bench", "records", "--data", "fashion-mnist-mini", "--goals", "91", "--anchor-budget", "60",
+    code = main(["bench", "records", "--data", "fashion-mnist-mini", "--goals", "91", "--anchor-budget", "20",
                  "--limit-train", "600", "--limit-test", "200", "--threads", "1", "--json"])
     assert code == 0
     result = json.loads(capsys.readouterr().out)

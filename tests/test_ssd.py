@@ -72,7 +72,7 @@ def test_an_image_without_objects_has_no_box_loss_and_no_negatives():
 def test_ssd_trains_and_detects_through_the_command_line(tmp_path, capsys):
     run = tmp_path / "ssd"
     assert main(["train", "ssd", "--epochs", "3", "--batch-size", "4", "--optimizer", "adam", "--lr", "0.001",
-                 "--weight-decay", "0", "--schedule", "constant", "--threads", "1", "--limit-train", "16",
+                 "--weight-decay", "0", "--schedule", "constant", "--threads", "1", "--limit-train", "8",
                  "--limit-test", "4", "--plan", "no", "--out", str(run), "--quiet"]) == 0
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     assert history[-1]["train_loss"] < 0.7 * history[0]["train_loss"]
