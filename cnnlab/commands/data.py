@@ -275,13 +275,19 @@ def run_make_figures(args) -> int:
                         "visible": round(flags.count(2) / max(1, len(flags)), 4),
                         "hidden": round(flags.count(1) / max(1, len(flags)), 4),
                         "unlabelled": round(flags.count(0) / max(1, len(flags)), 4)}
+    return _report_made(args, folder, seconds, stats, lambda st: (
+        f"{st['images']} images, {st['people']} people; keypoints visible {st['visible']:.1%}, hidden "
+        f"{st['hidden']:.1%}, unlabelled {st['unlabelled']:.1%}"))
+
+
+def _report_made(args, folder, seconds: float, stats: dict, line) -> int:
+    """What ``data make`` prints of a written set: the JSON record, or one line per split (``line(stats)``)."""
     if args.json:
         print_json({"name": args.name, "folder": str(folder), "seconds": round(seconds, 2), "statistics": stats})
-    else:
-        for split, st in stats.items():
-            print(f"{args.name} {split}: {st['images']} images, {st['people']} people; keypoints visible "
-                  f"{st['visible']:.1%}, hidden {st['hidden']:.1%}, unlabelled {st['unlabelled']:.1%}")
-        print(f"written to {folder} ({seconds:.1f} s)")
+        return 0
+    for split, st in stats.items():
+        print(f"{args.name} {split}: {line(st)}")
+    print(f"written to {folder} ({seconds:.1f} s)")
     return 0
 
 
@@ -309,14 +315,9 @@ def run_make_digit_strings(args) -> int:
         lengths = [len(t) for t in lines.texts]
         stats[split] = {"lines": len(lines), "characters": sum(lengths), "min_length": min(lengths),
                         "max_length": max(lengths), "size": list(lines.input_size[1:])}
-    if args.json:
-        print_json({"name": args.name, "folder": str(folder), "seconds": round(seconds, 2), "statistics": stats})
-    else:
-        for split, st in stats.items():
-            print(f"{args.name} {split}: {st['lines']} lines of {st['min_length']}-{st['max_length']} digits "
-                  f"({st['characters']} in all), {st['size'][0]}x{st['size'][1]}")
-        print(f"written to {folder} ({seconds:.1f} s)")
-    return 0
+    return _report_made(args, folder, seconds, stats, lambda st: (
+        f"{st['lines']} lines of {st['min_length']}-{st['max_length']} digits ({st['characters']} in all), "
+        f"{st['size'][0]}x{st['size'][1]}"))
 
 
 def run_make_moving_items(args) -> int:
@@ -347,14 +348,9 @@ def run_make_moving_items(args) -> int:
         counts = [int((clips.labels == k).sum()) for k in range(len(clips.class_names))]
         stats[split] = {"clips": len(clips), "shape": list(clips.input_size),
                         "per_class": dict(zip(clips.class_names, counts))}
-    if args.json:
-        print_json({"name": args.name, "folder": str(folder), "seconds": round(seconds, 2), "statistics": stats})
-    else:
-        for split, st in stats.items():
-            print(f"{args.name} {split}: {st['clips']} clips of {'x'.join(map(str, st['shape']))} (C x T x H x W), "
-                  f"{min(st['per_class'].values())}-{max(st['per_class'].values())} per class")
-        print(f"written to {folder} ({seconds:.1f} s)")
-    return 0
+    return _report_made(args, folder, seconds, stats, lambda st: (
+        f"{st['clips']} clips of {'x'.join(map(str, st['shape']))} (C x T x H x W), "
+        f"{min(st['per_class'].values())}-{max(st['per_class'].values())} per class"))
 
 
 def run_show(args) -> int:
